@@ -1,0 +1,20 @@
+import type Docker from 'dockerode';
+import type OpenAI from 'openai';
+import type { ArtifactStore } from '../lib/artifacts.ts';
+import type { TrackerConfig } from '../lib/contract/index.ts';
+import type { MirrorCache } from '../lib/git.ts';
+import type { TrackerAdapter } from '../lib/tracker/types.ts';
+
+/** Everything the activities touch, handed in by the worker (or a test). */
+export interface ActivityDeps {
+  docker: Docker;
+  artifacts: ArtifactStore;
+  mirrors: MirrorCache;
+  model: {
+    client: OpenAI;
+    /** 'scripted' when no OPENAI_API_KEY is set; said in logs, status and the tracker. */
+    kind: 'scripted' | 'openai';
+  };
+  tracker: (config: TrackerConfig) => TrackerAdapter;
+  log?: (line: string) => void;
+}

@@ -1,0 +1,114 @@
+/**
+ * Sandbox activities: create or re-attach the issue's container, bring the repository in at the base
+ * branch on a work branch, run the hooks inside, and remove it all on the way out.
+ */
+import { ApplicationFailure } from '@temporalio/activity';
+import type { Contract } from '../lib/contract/index.ts';
+import { ensureSandbox, removeSandbox as removeContainer, sandboxExists } from '../lib/sandbox/container.ts';
+import { containerName, sandboxKey } from '../lib/sandbox/names.ts';
+import { REPO_DIR, TRANSFER_DIR, putFile, sh, shOk, type Sandbox } from '../lib/sandbox/workspace.ts';
+import type { ActivityDeps } from './deps.ts';
+
+const HOOK_OUTPUT_LIMIT = 2048;
+
+export interface ProvisionInput {
+  workflowId: string;
+  contract: Contract;
+  workBranch: string;
+}
+
+export interface ProvisionResult {
+  sandbox: string;
+  baseCommit: string;
+  reattached: boolean;
+  /** True when the work branch was restored from its last exported snapshot. */
+  restored: boolean;
+}
+
+/** The ref under which a run's work branch is kept in the host mirror, so a lost sandbox can be rebuilt. */
+export const workSnapshotRef = (workflowId: string) => `refs/cadenza/${sandboxKey(workflowId)}/work`;
+
+export function sandboxFor(deps: ActivityDeps, workflowId: string, contract: Contract): Sandbox {
+  return { docker: deps.docker, container: containerName(workflowId), user: contract.config.sandbox.user };
+}
+
+export function createSandboxActivities(deps: ActivityDeps) {
+  async function runHook(sandbox: Sandbox, contract: Contract, name: string, script: string | null): Promise<{ ok: boolean; output: string }> {
+    if (!script) return { ok: true, output: '' };
+    const result = await sh(sandbox, script, { timeoutMs: contract.config.hooks.timeoutMs });
+    const output = (result.stdout + result.stderr).slice(-HOOK_OUTPUT_LIMIT);
+    deps.log?.(`hook ${name} in ${sandbox.container}: exit ${result.exitCode}${output ? `\n${output}` : ''}`);
+    return { ok: result.exitCode === 0, output: result.timedOut ? `${output}\n(timed out after ${contract.config.hooks.timeoutMs} ms)` : output };
+  }
+
+  async function provisionSandbox(input: ProvisionInput): Promise<ProvisionResult> {
+    const { contract, workflowId, workBranch } = input;
+    const { repo, sandbox: limits } = contract.config;
+    const handle = await ensureSandbox(deps.docker, workflowId, limits).catch((error: Error) => {
+      if (/No such image/i.test(error.message)) {
+        throw ApplicationFailure.nonRetryable(`sandbox image ${limits.image} is not in the Docker engine; build it with \`npm run setup\` or set sandbox.image in WORKFLOW.md`, 'SandboxImageMissing');
+      }
+      throw error;
+    });
+    const sandbox = sandboxFor(deps, workflowId, contract);
+
+    const mirror = deps.mirrors.get(repo.url);
+    await mirror.refresh().catch((error: Error) => {
+      throw ApplicationFailure.nonRetryable(`repo.url ${repo.url} cannot be fetched: ${error.message}`, 'RepoUnavailable');
+    });
+    const baseCommit = await mirror.resolve(`refs/heads/${repo.baseBranch}`);
+    if (!baseCommit) throw ApplicationFailure.nonRetryable(`repo.base_branch ${repo.baseBranch} does not exist in ${repo.url}`, 'RepoUnavailable');
+
+    const cloned = (await sh(sandbox, `test -d ${REPO_DIR}/.git`, { workdir: '/' })).exitCode === 0;
+    let restored = false;
+    if (!cloned) {
+      // The sandbox has no network: history enters as a bundle through the Docker API.
+      const snapshot = await mirror.resolve(workSnapshotRef(workflowId));
+      const refs = [`refs/heads/${repo.baseBranch}`, ...(snapshot ? [workSnapshotRef(workflowId)] : [])];
+      await shOk(sandbox, `mkdir -p ${TRANSFER_DIR}/out`, { workdir: '/' });
+      await putFile(sandbox, TRANSFER_DIR, 'base.bundle', await mirror.bundle(refs));
+      await shOk(sandbox, [
+        `rm -rf ${REPO_DIR}.partial`,
+        `git clone --quiet --branch ${repo.baseBranch} ${TRANSFER_DIR}/base.bundle ${REPO_DIR}.partial`,
+        `mv ${REPO_DIR}.partial ${REPO_DIR}`,
+      ].join(' && '), { workdir: '/', timeoutMs: 300_000 });
+      if (snapshot) {
+        await shOk(sandbox, `git fetch --quiet ${TRANSFER_DIR}/base.bundle "${workSnapshotRef(workflowId)}:refs/heads/${workBranch}" && git checkout --quiet ${workBranch}`);
+        restored = true;
+      } else {
+        await shOk(sandbox, `git checkout --quiet -B ${workBranch} ${baseCommit}`);
+      }
+      // The workspace was just created: `after_create` runs once; its failure deletes the workspace.
+      const hook = await runHook(sandbox, contract, 'after_create', contract.config.hooks.afterCreate);
+      if (!hook.ok) {
+        await removeContainer(deps.docker, workflowId);
+        throw ApplicationFailure.nonRetryable(`hooks.after_create failed, so the new workspace was removed:\n${hook.output}`, 'HookFailed');
+      }
+    }
+    return { sandbox: handle.name, baseCommit, reattached: handle.reattached, restored };
+  }
+
+  /** `before_run`: before every agent session; a failure aborts the attempt (it is retried). */
+  async function runBeforeRunHook(input: { workflowId: string; contract: Contract }): Promise<void> {
+    const hook = await runHook(sandboxFor(deps, input.workflowId, input.contract), input.contract, 'before_run', input.contract.config.hooks.beforeRun);
+    if (!hook.ok) throw ApplicationFailure.retryable(`hooks.before_run failed:\n${hook.output}`, 'HookFailed');
+  }
+
+  /** `after_run`: after every agent session; failures are logged and ignored. */
+  async function runAfterRunHook(input: { workflowId: string; contract: Contract }): Promise<void> {
+    if (!(await sandboxExists(deps.docker, input.workflowId))) return;
+    await runHook(sandboxFor(deps, input.workflowId, input.contract), input.contract, 'after_run', input.contract.config.hooks.afterRun).catch(() => undefined);
+  }
+
+  /** Removes container and workspace volume; `before_remove` runs first and may fail harmlessly. */
+  async function removeSandbox(input: { workflowId: string; contract: Contract }): Promise<{ removed: boolean }> {
+    if (await sandboxExists(deps.docker, input.workflowId)) {
+      const sandbox = sandboxFor(deps, input.workflowId, input.contract);
+      await runHook(sandbox, input.contract, 'before_remove', input.contract.config.hooks.beforeRemove).catch(() => undefined);
+    }
+    const removed = await removeContainer(deps.docker, input.workflowId);
+    return { removed: removed.container || removed.volume };
+  }
+
+  return { provisionSandbox, runBeforeRunHook, runAfterRunHook, removeSandbox };
+}

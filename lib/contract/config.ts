@@ -1,0 +1,350 @@
+import { homedir, tmpdir } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
+import { ContractError } from './errors.ts';
+import { envRefName } from './secrets.ts';
+import type {
+  AgentConfig, CadenzaConfig, HooksConfig, LandingConfig, ModelConfig, ProofCommand, SandboxConfig, SecretRef,
+  TrackerConfig, TrackerKind,
+} from './types.ts';
+
+type Raw = Record<string, unknown>;
+type Env = NodeJS.ProcessEnv;
+
+const TRACKER_KINDS: readonly TrackerKind[] = ['local', 'linear', 'github', 'memory'];
+const DEFAULT_TRACKER_KEY: Partial<Record<TrackerKind, string>> = { linear: 'LINEAR_API_KEY', github: 'GITHUB_TOKEN' };
+const BRANCH = /^(?![-/])(?!.*\.\.)[A-Za-z0-9._/+-]+$/;
+const BRANCH_ALLOWED = 'a git branch name (letters, digits, ".", "_", "-", "+", "/")';
+const CRON_FIELD = /^[A-Za-z0-9*,/?#LW-]+$/;
+
+function isMap(v: unknown): v is Raw {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function describe(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (Array.isArray(v)) return 'a list';
+  if (isMap(v)) return 'a map';
+  const s = JSON.stringify(v);
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}
+
+export function invalid(key: string, value: unknown, allowed: string, message?: string): never {
+  throw new ContractError('invalid_config', message ?? `${key}: expected ${allowed}, got ${describe(value)}`, {
+    key, value, allowed,
+  });
+}
+
+/** `~` and `~/x` expand to the home folder; relative paths resolve against the WORKFLOW.md folder. */
+function resolvePath(p: string, dir: string): string {
+  const expanded = p === '~' ? homedir() : p.startsWith('~/') ? join(homedir(), p.slice(2)) : p;
+  return isAbsolute(expanded) ? resolve(expanded) : resolve(dir, expanded);
+}
+
+function looksLikeUrl(s: string): boolean {
+  return /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(s) || /^[^\s/@]+@[^\s/:]+:/.test(s);
+}
+
+/** Typed reads of one YAML map; `key` names are dotted from the root. A `null` value counts as absent (Symphony). */
+class Section {
+  constructor(readonly raw: Raw, readonly path: string, readonly env: Env) {}
+
+  key(name: string): string {
+    return this.path ? `${this.path}.${name}` : name;
+  }
+
+  get(name: string): unknown {
+    const v = Object.hasOwn(this.raw, name) ? this.raw[name] : undefined;
+    return v === null ? undefined : v;
+  }
+
+  section(name: string): Section {
+    const v = this.get(name);
+    if (v !== undefined && !isMap(v)) invalid(this.key(name), v, 'a map');
+    return new Section(v ?? {}, this.key(name), this.env);
+  }
+
+  /** A string, with a value that is exactly `$NAME` replaced by that environment variable. */
+  string(name: string, fallback: string): string;
+  string(name: string, fallback: null): string | null;
+  string(name: string, fallback: string | null): string | null {
+    const v = this.get(name);
+    if (v === undefined) return fallback;
+    return this.expand(this.key(name), v);
+  }
+
+  /** Optional string; blank counts as absent. */
+  optional(name: string): string | null {
+    const v = this.string(name, null);
+    return v === null || v.trim() === '' ? null : v;
+  }
+
+  nonEmpty(name: string, fallback: string): string {
+    const v = this.string(name, fallback);
+    if (v.trim() === '') invalid(this.key(name), v, 'a non-empty string');
+    return v;
+  }
+
+  required(name: string, allowed: string): string {
+    const v = this.optional(name);
+    if (v === null) invalid(this.key(name), this.get(name), `${allowed} (required)`);
+    return v;
+  }
+
+  expand(key: string, v: unknown): string {
+    if (typeof v !== 'string') invalid(key, v, 'a string');
+    const ref = envRefName(v);
+    if (ref === null) return v;
+    const value = this.env[ref];
+    if (value === undefined || value === '') {
+      invalid(key, v, `a value, or $VAR naming a set, non-empty environment variable`,
+        `${key}: environment variable ${ref} (from "${v}") is not set or is empty`);
+    }
+    return value;
+  }
+
+  int(name: string, fallback: number, min: number): number {
+    const v = this.get(name);
+    if (v === undefined) return fallback;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) invalid(this.key(name), v, `an integer >= ${min}`);
+    return v;
+  }
+
+  bool(name: string, fallback: boolean): boolean {
+    const v = this.get(name);
+    if (v === undefined) return fallback;
+    if (typeof v !== 'boolean') invalid(this.key(name), v, 'true or false');
+    return v;
+  }
+
+  oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T, allowedText?: string): T {
+    const v = this.string(name, fallback);
+    if (!(allowed as readonly string[]).includes(v)) {
+      invalid(this.key(name), v, allowedText ?? `one of ${allowed.map((a) => `"${a}"`).join(', ')}`);
+    }
+    return v as T;
+  }
+
+  list(name: string, fallback: string[], nonEmptyList = false): string[] {
+    const v = this.get(name);
+    if (v === undefined) return [...fallback];
+    const allowed = `a list of non-empty strings${nonEmptyList ? ' (at least one)' : ''}`;
+    if (!Array.isArray(v) || (nonEmptyList && v.length === 0)) invalid(this.key(name), v, allowed);
+    return v.map((item, i) => {
+      const key = `${this.key(name)}[${i}]`;
+      const s = this.expand(key, item);
+      if (s.trim() === '') invalid(key, item, 'a non-empty string');
+      return s;
+    });
+  }
+
+  /** A `$VAR` reference; the variable is not read here. Literal secrets are refused and never echoed. */
+  secret(name: string, fallback: SecretRef | null): SecretRef | null {
+    const v = this.get(name);
+    if (v === undefined) return fallback;
+    const ref = envRefName(v);
+    if (ref === null) {
+      const allowed = '"$VAR", a reference to an environment variable (literal secrets are refused: the contract travels in workflow history)';
+      throw new ContractError('invalid_config', `${this.key(name)}: expected ${allowed}, got a literal value (not shown)`, {
+        key: this.key(name), allowed,
+      });
+    }
+    return { env: ref };
+  }
+}
+
+function tracker(s: Section, dir: string): TrackerConfig {
+  const kind = s.oneOf('kind', TRACKER_KINDS, 'local');
+  const defaultKey = DEFAULT_TRACKER_KEY[kind];
+  const apiKey = s.secret('api_key', defaultKey ? { env: defaultKey } : null);
+  const projectSlug = s.optional('project_slug');
+  const repository = s.optional('repository');
+  if (kind === 'linear' && projectSlug === null) {
+    invalid(s.key('project_slug'), s.get('project_slug'), 'the Linear project slug (required when tracker.kind is "linear")');
+  }
+  if (repository !== null && !/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/.test(repository)) {
+    invalid(s.key('repository'), repository, '"owner/name"');
+  }
+  if (kind === 'github' && repository === null) {
+    invalid(s.key('repository'), s.get('repository'), '"owner/name" (required when tracker.kind is "github")');
+  }
+  if (apiKey && defaultKey) {
+    const value = s.env[apiKey.env];
+    if (value === undefined || value === '') {
+      throw new ContractError('missing_secret',
+        `${s.key('api_key')}: environment variable ${apiKey.env} is not set or is empty (tracker.kind "${kind}" needs it)`,
+        { key: s.key('api_key'), value: `$${apiKey.env}`, allowed: `a non-empty environment variable ${apiKey.env}` });
+    }
+  }
+  return {
+    kind,
+    path: kind === 'local' ? resolvePath(s.nonEmpty('path', './issues'), dir) : null,
+    endpoint: httpUrl(s, 'endpoint'),
+    apiKey,
+    projectSlug,
+    repository,
+    assignee: s.optional('assignee'),
+    requiredLabels: s.list('required_labels', []).map((l) => l.toLowerCase()),
+    activeStates: s.list('active_states', ['Todo', 'In Progress'], true),
+    terminalStates: s.list('terminal_states', ['Closed', 'Cancelled', 'Canceled', 'Duplicate', 'Done']),
+    inProgressState: s.nonEmpty('in_progress_state', 'In Progress'),
+    reviewState: s.nonEmpty('review_state', 'Human Review'),
+    doneState: s.nonEmpty('done_state', 'Done'),
+  };
+}
+
+function httpUrl(s: Section, name: string): string | null {
+  const v = s.optional(name);
+  if (v !== null && !/^https?:\/\/\S+$/.test(v)) invalid(s.key(name), v, 'an http(s) URL');
+  return v;
+}
+
+function schedule(s: Section): string | null {
+  const v = s.optional('schedule');
+  if (v === null) return null;
+  const fields = v.trim().split(/\s+/);
+  if (fields.length !== 5 || !fields.every((f) => CRON_FIELD.test(f))) {
+    invalid('schedule', v, 'a 5-field cron expression (minute hour day-of-month month day-of-week), e.g. "*/5 * * * *"');
+  }
+  return fields.join(' ');
+}
+
+function hooks(s: Section): HooksConfig {
+  return {
+    afterCreate: s.optional('after_create'),
+    beforeRun: s.optional('before_run'),
+    afterRun: s.optional('after_run'),
+    beforeRemove: s.optional('before_remove'),
+    timeoutMs: s.int('timeout_ms', 60_000, 1),
+  };
+}
+
+function agent(s: Section, codex: Section): AgentConfig {
+  // Symphony keeps the two timeouts under `codex`; honour them when `agent` does not set its own.
+  const timeout = (name: string, fallback: number, min: number): number =>
+    s.get(name) === undefined ? codex.int(name, fallback, min) : s.int(name, fallback, min);
+  return {
+    maxConcurrentAgents: s.int('max_concurrent_agents', 10, 1),
+    maxTurns: s.int('max_turns', 20, 1),
+    maxRetryBackoffMs: s.int('max_retry_backoff_ms', 300_000, 1),
+    maxConcurrentAgentsByState: byState(s.section('max_concurrent_agents_by_state')),
+    turnTimeoutMs: timeout('turn_timeout_ms', 3_600_000, 1),
+    stallTimeoutMs: timeout('stall_timeout_ms', 300_000, 0),
+  };
+}
+
+function byState(s: Section): Record<string, number> {
+  const entries: [string, number][] = [];
+  for (const name of Object.keys(s.raw)) {
+    const state = name.trim().toLowerCase();
+    const key = /^[A-Za-z0-9_]+$/.test(name) ? s.key(name) : `${s.path}[${JSON.stringify(name)}]`;
+    if (state === '') invalid(key, name, 'a non-blank state name');
+    if (entries.some(([seen]) => seen === state)) {
+      invalid(key, name, 'each state once (state names are case-insensitive)');
+    }
+    const v = s.raw[name];
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) invalid(key, v, 'an integer >= 1');
+    entries.push([state, v]);
+  }
+  return Object.fromEntries(entries);
+}
+
+function repo(s: Section, dir: string): CadenzaConfig['repo'] {
+  const url = s.required('url', 'a git URL or a path to a git repository');
+  return {
+    url: looksLikeUrl(url) ? url : resolvePath(url, dir),
+    baseBranch: branch(s, 'base_branch', 'main'),
+  };
+}
+
+function branch(s: Section, name: string, fallback: string): string {
+  const v = s.string(name, fallback);
+  if (!BRANCH.test(v)) invalid(s.key(name), v, BRANCH_ALLOWED);
+  return v;
+}
+
+function sandbox(s: Section): SandboxConfig {
+  const image = s.nonEmpty('image', 'cadenza-sandbox:latest');
+  if (/\s/.test(image)) invalid(s.key('image'), image, 'a Docker image reference');
+  const cpus = s.get('cpus') ?? 1;
+  if (typeof cpus !== 'number' || !Number.isFinite(cpus) || cpus <= 0) invalid(s.key('cpus'), cpus, 'a number > 0');
+  const user = s.nonEmpty('user', 'agent');
+  const account = user.split(':')[0]?.trim();
+  if (account === 'root' || account === '0') {
+    invalid(s.key('user'), user, 'a non-root user name or uid (the sandbox never runs as root)');
+  }
+  return {
+    image,
+    cpus,
+    memoryMb: s.int('memory_mb', 1024, 64),
+    pidsLimit: s.int('pids_limit', 256, 16),
+    network: s.oneOf('network', ['none'] as const, 'none', '"none" (the only supported value: sandboxes never get a network)'),
+    user,
+  };
+}
+
+function model(s: Section): ModelConfig {
+  return {
+    name: s.nonEmpty('name', 'gpt-4.1'),
+    baseUrl: httpUrl(s, 'base_url'),
+    apiKey: s.secret('api_key', { env: 'OPENAI_API_KEY' }),
+    maxOutputTokens: s.int('max_output_tokens', 4096, 1),
+    budgetTokens: s.int('budget_tokens', 2_000_000, 1),
+  };
+}
+
+function proof(s: Section): CadenzaConfig['proof'] {
+  const raw = s.get('commands') ?? [];
+  if (!Array.isArray(raw)) invalid(s.key('commands'), raw, 'a list of { name, run, timeout_ms, required }');
+  const commands = raw.map((item: unknown, i): ProofCommand => {
+    const key = `${s.key('commands')}[${i}]`;
+    if (!isMap(item)) invalid(key, item, 'a map with name and run');
+    const c = new Section(item, key, s.env);
+    return {
+      name: c.required('name', 'a name for the check'),
+      run: c.required('run', 'the shell command to run'),
+      timeoutMs: c.int('timeout_ms', 600_000, 1),
+      required: c.bool('required', true),
+    };
+  });
+  commands.forEach((c, i) => {
+    if (commands.findIndex((o) => o.name === c.name) !== i) {
+      invalid(`${s.key('commands')}[${i}].name`, c.name, 'a name not used by another proof command');
+    }
+  });
+  return { commands, maxRounds: s.int('max_rounds', 3, 1) };
+}
+
+function landing(s: Section, baseBranch: string): LandingConfig {
+  return {
+    strategy: s.oneOf('strategy', ['merge', 'pull_request'] as const, 'merge'),
+    targetBranch: branch(s, 'target_branch', baseBranch),
+    requireApproval: s.bool('require_approval', true),
+    approvalTimeoutMs: s.int('approval_timeout_ms', 604_800_000, 1),
+  };
+}
+
+/** Validates the front matter once. Unknown keys are ignored (Symphony); known keys with bad values throw invalid_config. */
+export function buildConfig(raw: Raw, dir: string, env: Env = process.env): CadenzaConfig {
+  const root = new Section(raw, '', env);
+  const trackerConfig = tracker(root.section('tracker'), dir);
+  const polling = { intervalMs: root.section('polling').int('interval_ms', 30_000, 1000) };
+  const scheduleConfig = schedule(root);
+  const workspace = root.section('workspace');
+  const workspaceRoot = resolvePath(workspace.nonEmpty('root', join(tmpdir(), 'cadenza_workspaces')), dir);
+  const hooksConfig = hooks(root.section('hooks'));
+  const agentConfig = agent(root.section('agent'), root.section('codex'));
+  const repoConfig = repo(root.section('repo'), dir);
+  return {
+    tracker: trackerConfig,
+    polling,
+    schedule: scheduleConfig,
+    workspace: { root: workspaceRoot },
+    hooks: hooksConfig,
+    agent: agentConfig,
+    repo: repoConfig,
+    sandbox: sandbox(root.section('sandbox')),
+    model: model(root.section('model')),
+    proof: proof(root.section('proof')),
+    landing: landing(root.section('landing'), repoConfig.baseBranch),
+  };
+}

@@ -1,0 +1,108 @@
+/**
+ * The validated contract. Plain data only (strings, numbers, booleans, null, arrays, objects):
+ * it travels as workflow input, so it must survive JSON unchanged and never hold a secret value.
+ */
+
+/** A `$VAR` reference; the value is read from the environment only at use time (resolveSecret). */
+export interface SecretRef {
+  env: string;
+}
+
+export type TrackerKind = 'local' | 'linear' | 'github' | 'memory';
+
+export interface TrackerConfig {
+  kind: TrackerKind;
+  /** Folder of issue files, absolute (local tracker only; null otherwise). */
+  path: string | null;
+  endpoint: string | null;
+  apiKey: SecretRef | null;
+  projectSlug: string | null;
+  /** `owner/name` (github). */
+  repository: string | null;
+  assignee: string | null;
+  /** Lower-cased. */
+  requiredLabels: string[];
+  activeStates: string[];
+  terminalStates: string[];
+  inProgressState: string;
+  reviewState: string;
+  doneState: string;
+}
+
+export interface HooksConfig {
+  afterCreate: string | null;
+  beforeRun: string | null;
+  afterRun: string | null;
+  beforeRemove: string | null;
+  timeoutMs: number;
+}
+
+export interface AgentConfig {
+  maxConcurrentAgents: number;
+  maxTurns: number;
+  maxRetryBackoffMs: number;
+  /** Keys lower-cased. */
+  maxConcurrentAgentsByState: Record<string, number>;
+  turnTimeoutMs: number;
+  /** 0 disables stall detection (Symphony). */
+  stallTimeoutMs: number;
+}
+
+export interface SandboxConfig {
+  image: string;
+  cpus: number;
+  memoryMb: number;
+  pidsLimit: number;
+  network: 'none';
+  user: string;
+}
+
+export interface ModelConfig {
+  name: string;
+  baseUrl: string | null;
+  /** Never checked at load: an unset key means the scripted model runs. */
+  apiKey: SecretRef | null;
+  maxOutputTokens: number;
+  /** Per issue. */
+  budgetTokens: number;
+}
+
+export interface ProofCommand {
+  name: string;
+  run: string;
+  timeoutMs: number;
+  required: boolean;
+}
+
+export interface LandingConfig {
+  strategy: 'merge' | 'pull_request';
+  targetBranch: string;
+  requireApproval: boolean;
+  approvalTimeoutMs: number;
+}
+
+export interface CadenzaConfig {
+  tracker: TrackerConfig;
+  polling: { intervalMs: number };
+  /** 5-field cron expression for the tracker poll; null = poll every polling.intervalMs. */
+  schedule: string | null;
+  workspace: { root: string };
+  hooks: HooksConfig;
+  agent: AgentConfig;
+  /** url is a remote URL, or an absolute path when WORKFLOW.md gave a path. */
+  repo: { url: string; baseBranch: string };
+  sandbox: SandboxConfig;
+  model: ModelConfig;
+  proof: { commands: ProofCommand[]; maxRounds: number };
+  landing: LandingConfig;
+}
+
+export interface Contract {
+  /** Absolute path of WORKFLOW.md. */
+  path: string;
+  /** Its folder; relative paths in the config were resolved against it. */
+  dir: string;
+  /** Liquid template; the built-in default when the file's body is empty. */
+  promptTemplate: string;
+  config: CadenzaConfig;
+}

@@ -1,0 +1,380 @@
+import { describe, it, expect } from 'vitest';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ContractError, parseContract, renderPrompt, resolveSecret, type Contract } from '../../lib/contract/index.ts';
+
+const FILE = '/proj/WORKFLOW.md';
+
+function parse(yaml: string, env: NodeJS.ProcessEnv = {}): Contract {
+  return parseContract(`---\n${yaml}\n---\nWork on {{ issue.identifier }}.`, FILE, env);
+}
+
+/** Front matter with the one required key plus the given YAML. */
+function withRepo(yaml: string, env: NodeJS.ProcessEnv = {}): Contract {
+  return parse(`repo:\n  url: ./repo\n${yaml}`, env);
+}
+
+function catchError(fn: () => unknown): ContractError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ContractError);
+    return err as ContractError;
+  }
+  throw new Error('expected a ContractError');
+}
+
+describe('config defaults', () => {
+  it('fills every default', () => {
+    const { config } = withRepo('');
+    expect(config).toEqual({
+      tracker: {
+        kind: 'local',
+        path: '/proj/issues',
+        endpoint: null,
+        apiKey: null,
+        projectSlug: null,
+        repository: null,
+        assignee: null,
+        requiredLabels: [],
+        activeStates: ['Todo', 'In Progress'],
+        terminalStates: ['Closed', 'Cancelled', 'Canceled', 'Duplicate', 'Done'],
+        inProgressState: 'In Progress',
+        reviewState: 'Human Review',
+        doneState: 'Done',
+      },
+      polling: { intervalMs: 30_000 },
+      schedule: null,
+      workspace: { root: join(tmpdir(), 'cadenza_workspaces') },
+      hooks: { afterCreate: null, beforeRun: null, afterRun: null, beforeRemove: null, timeoutMs: 60_000 },
+      agent: {
+        maxConcurrentAgents: 10,
+        maxTurns: 20,
+        maxRetryBackoffMs: 300_000,
+        maxConcurrentAgentsByState: {},
+        turnTimeoutMs: 3_600_000,
+        stallTimeoutMs: 300_000,
+      },
+      repo: { url: '/proj/repo', baseBranch: 'main' },
+      sandbox: { image: 'cadenza-sandbox:latest', cpus: 1, memoryMb: 1024, pidsLimit: 256, network: 'none', user: 'agent' },
+      model: { name: 'gpt-4.1', baseUrl: null, apiKey: { env: 'OPENAI_API_KEY' }, maxOutputTokens: 4096, budgetTokens: 2_000_000 },
+      proof: { commands: [], maxRounds: 3 },
+      landing: { strategy: 'merge', targetBranch: 'main', requireApproval: true, approvalTimeoutMs: 604_800_000 },
+    });
+  });
+
+  it('null values and empty sections count as absent', () => {
+    const { config } = withRepo('polling:\nagent:\n  max_turns: null\nhooks: {}');
+    expect(config.polling.intervalMs).toBe(30_000);
+    expect(config.agent.maxTurns).toBe(20);
+  });
+
+  it('ignores unknown keys at every level', () => {
+    const { config } = withRepo([
+      'server: { port: 4000 }',
+      'tracker:\n  kind: local\n  flavour: vanilla',
+      'agent:\n  max_turns: 5\n  temperature: hot',
+      'proof:\n  commands:\n    - { name: test, run: npm test, retries: 9 }',
+    ].join('\n'));
+    expect(config.agent.maxTurns).toBe(5);
+    expect(config.proof.commands).toEqual([{ name: 'test', run: 'npm test', timeoutMs: 600_000, required: true }]);
+    expect(JSON.stringify(config)).not.toMatch(/flavour|temperature|retries|4000/);
+  });
+
+  it('landing.target_branch follows repo.base_branch', () => {
+    const { config } = parse('repo: { url: ./r, base_branch: develop }');
+    expect(config.landing.targetBranch).toBe('develop');
+  });
+
+  it('takes Symphony codex.* timeouts when agent.* does not set them', () => {
+    expect(withRepo('codex: { stall_timeout_ms: 0, turn_timeout_ms: 1000 }').config.agent).toMatchObject({
+      stallTimeoutMs: 0, turnTimeoutMs: 1000,
+    });
+    expect(withRepo('codex: { turn_timeout_ms: 1000 }\nagent: { turn_timeout_ms: 2000 }').config.agent.turnTimeoutMs).toBe(2000);
+  });
+});
+
+describe('paths', () => {
+  it('resolves workspace.root: ~, relative and absolute', () => {
+    expect(withRepo('workspace: { root: ~/ws }').config.workspace.root).toBe(join(homedir(), 'ws'));
+    expect(withRepo('workspace: { root: ws }').config.workspace.root).toBe('/proj/ws');
+    expect(withRepo('workspace: { root: /var/ws/ }').config.workspace.root).toBe('/var/ws');
+  });
+
+  it('resolves a repo path but keeps URLs', () => {
+    for (const url of ['https://github.com/acme/app.git', 'ssh://git@host/acme/app.git', 'git@github.com:acme/app.git', 'file:///srv/app.git']) {
+      expect(parse(`repo: { url: "${url}" }`).config.repo.url).toBe(url);
+    }
+    expect(parse('repo: { url: ../remote.git }').config.repo.url).toBe('/remote.git');
+    expect(parse('repo: { url: ~/src/app }').config.repo.url).toBe(join(homedir(), 'src/app'));
+  });
+
+  it('the local tracker folder resolves against the WORKFLOW.md folder; other kinds have none', () => {
+    expect(withRepo('tracker: { path: ./tickets }').config.tracker.path).toBe('/proj/tickets');
+    expect(withRepo('tracker: { kind: memory, path: ./tickets }').config.tracker.path).toBeNull();
+  });
+});
+
+describe('secrets and $VAR', () => {
+  const linear = 'tracker: { kind: linear, project_slug: web }';
+
+  it('linear defaults to $LINEAR_API_KEY and keeps only a reference', () => {
+    const contract = withRepo(linear, { LINEAR_API_KEY: 'lin_secret_value' });
+    expect(contract.config.tracker.apiKey).toEqual({ env: 'LINEAR_API_KEY' });
+    expect(JSON.stringify(contract)).not.toContain('lin_secret_value');
+    expect(resolveSecret(contract.config.tracker.apiKey!, { LINEAR_API_KEY: 'lin_secret_value' })).toBe('lin_secret_value');
+  });
+
+  it('an explicit $VAR secret stays a reference', () => {
+    const env = { MY_TRACKER_KEY: 'tracker-secret-123', MY_MODEL_KEY: 'model-secret-456' };
+    const contract = withRepo(
+      'tracker: { kind: github, repository: acme/app, api_key: $MY_TRACKER_KEY }\nmodel: { api_key: $MY_MODEL_KEY }', env);
+    expect(contract.config.tracker.apiKey).toEqual({ env: 'MY_TRACKER_KEY' });
+    expect(contract.config.model.apiKey).toEqual({ env: 'MY_MODEL_KEY' });
+    const json = JSON.stringify(contract);
+    expect(json).not.toContain('tracker-secret-123');
+    expect(json).not.toContain('model-secret-456');
+    expect(JSON.parse(json)).toEqual(contract);
+  });
+
+  it('github defaults to $GITHUB_TOKEN', () => {
+    expect(withRepo('tracker: { kind: github, repository: acme/app }', { GITHUB_TOKEN: 't' }).config.tracker.apiKey)
+      .toEqual({ env: 'GITHUB_TOKEN' });
+  });
+
+  it.each([
+    ['unset', {}],
+    ['empty', { LINEAR_API_KEY: '' }],
+  ])('tracker key %s => missing_secret naming the variable', (_what, env) => {
+    const err = catchError(() => withRepo(linear, env));
+    expect(err.code).toBe('missing_secret');
+    expect(err.key).toBe('tracker.api_key');
+    expect(err.message).toContain('LINEAR_API_KEY');
+  });
+
+  it('a missing model key is fine (the scripted model runs)', () => {
+    expect(withRepo('model: { api_key: $NOT_SET_ANYWHERE }').config.model.apiKey).toEqual({ env: 'NOT_SET_ANYWHERE' });
+  });
+
+  it('refuses a literal secret without echoing it', () => {
+    const err = catchError(() => withRepo('model: { api_key: sk-literal-secret }'));
+    expect(err.code).toBe('invalid_config');
+    expect(err.key).toBe('model.api_key');
+    expect(err.value).toBeUndefined();
+    expect(err.allowed).toContain('$VAR');
+    expect(err.message).not.toContain('sk-literal-secret');
+  });
+
+  it('resolveSecret throws missing_secret for unset or empty', () => {
+    for (const env of [{}, { X: '' }]) {
+      const err = catchError(() => resolveSecret({ env: 'X' }, env));
+      expect(err.code).toBe('missing_secret');
+      expect(err.message).toContain('X');
+    }
+  });
+
+  it('other string keys read $VAR at load time', () => {
+    const { config } = parse('repo: { url: $REPO_URL, base_branch: $BASE }\nhooks: { before_run: $SETUP }', {
+      REPO_URL: 'https://git.example/app.git', BASE: 'trunk', SETUP: 'make deps',
+    });
+    expect(config.repo).toEqual({ url: 'https://git.example/app.git', baseBranch: 'trunk' });
+    expect(config.hooks.beforeRun).toBe('make deps');
+    // Only an exact `$NAME` is a reference.
+    expect(withRepo('hooks: { before_run: "echo $HOME" }').config.hooks.beforeRun).toBe('echo $HOME');
+  });
+
+  it('an unset $VAR in another key => invalid_config naming the variable', () => {
+    const err = catchError(() => parse('repo: { url: $REPO_URL }', { REPO_URL: '' }));
+    expect(err.code).toBe('invalid_config');
+    expect(err.key).toBe('repo.url');
+    expect(err.value).toBe('$REPO_URL');
+    expect(err.message).toContain('REPO_URL');
+  });
+});
+
+describe('invalid_config', () => {
+  const cases: [string, string, string, unknown, string][] = [
+    // [front matter (after repo), key, allowed contains, value, message]
+    ['proof: { max_rounds: three }', 'proof.max_rounds', 'an integer >= 1', 'three',
+      'proof.max_rounds: expected an integer >= 1, got "three"'],
+    ['proof: { max_rounds: 0 }', 'proof.max_rounds', 'an integer >= 1', 0, ''],
+    ['tracker: { kind: jira }', 'tracker.kind', '"local", "linear", "github", "memory"', 'jira', ''],
+    ['tracker: { required_labels: bug }', 'tracker.required_labels', 'a list', 'bug', ''],
+    ['tracker: { active_states: [] }', 'tracker.active_states', 'at least one', [], ''],
+    ['tracker: { terminal_states: [Done, 3] }', 'tracker.terminal_states[1]', 'a string', 3, ''],
+    ['tracker: { kind: github, repository: acme }', 'tracker.repository', 'owner/name', 'acme', ''],
+    ['tracker: { endpoint: ftp://x }', 'tracker.endpoint', 'http(s) URL', 'ftp://x', ''],
+    ['polling: { interval_ms: 500 }', 'polling.interval_ms', 'an integer >= 1000', 500, ''],
+    ['polling: { interval_ms: 1500.5 }', 'polling.interval_ms', 'an integer >= 1000', 1500.5, ''],
+    ['polling: 5', 'polling', 'a map', 5, ''],
+    ['schedule: "*/5 * * *"', 'schedule', '5-field cron', '*/5 * * *', ''],
+    ['hooks: { after_create: [a, b] }', 'hooks.after_create', 'a string', ['a', 'b'], ''],
+    ['hooks: { timeout_ms: "60s" }', 'hooks.timeout_ms', 'an integer >= 1', '60s', ''],
+    ['agent: { max_concurrent_agents: -1 }', 'agent.max_concurrent_agents', 'an integer >= 1', -1, ''],
+    ['agent: { max_concurrent_agents_by_state: { Todo: 0 } }', 'agent.max_concurrent_agents_by_state.Todo', 'an integer >= 1', 0, ''],
+    ['agent: { max_concurrent_agents_by_state: { "In Progress": x } }', 'agent.max_concurrent_agents_by_state["In Progress"]', 'an integer >= 1', 'x', ''],
+    ['agent: { max_concurrent_agents_by_state: { Todo: 1, todo: 2 } }', 'agent.max_concurrent_agents_by_state.todo', 'case-insensitive', 'todo', ''],
+    ['agent: { stall_timeout_ms: -5 }', 'agent.stall_timeout_ms', 'an integer >= 0', -5, ''],
+    ['sandbox: { network: bridge }', 'sandbox.network', 'the only supported value', 'bridge', ''],
+    ['sandbox: { cpus: 0 }', 'sandbox.cpus', 'a number > 0', 0, ''],
+    ['sandbox: { memory_mb: 32 }', 'sandbox.memory_mb', 'an integer >= 64', 32, ''],
+    ['sandbox: { pids_limit: 8 }', 'sandbox.pids_limit', 'an integer >= 16', 8, ''],
+    ['sandbox: { user: root }', 'sandbox.user', 'non-root', 'root', ''],
+    ['sandbox: { user: "0:0" }', 'sandbox.user', 'non-root', '0:0', ''],
+    ['model: { base_url: localhost:8080 }', 'model.base_url', 'http(s) URL', 'localhost:8080', ''],
+    ['model: { budget_tokens: 1e99 }', 'model.budget_tokens', 'an integer >= 1', 1e99, ''],
+    ['proof: { commands: { name: x } }', 'proof.commands', 'a list', { name: 'x' }, ''],
+    ['proof: { commands: [npm test] }', 'proof.commands[0]', 'a map', 'npm test', ''],
+    ['proof: { commands: [{ name: t, run: a }, { run: b }] }', 'proof.commands[1].name', 'required', undefined, ''],
+    ['proof: { commands: [{ name: t }] }', 'proof.commands[0].run', 'required', undefined, ''],
+    ['proof: { commands: [{ name: t, run: a }, { name: t, run: b }] }', 'proof.commands[1].name', 'not used by another', 't', ''],
+    ['proof: { commands: [{ name: t, run: a }, { name: u, run: b, timeout_ms: 1s }] }', 'proof.commands[1].timeout_ms', 'an integer >= 1', '1s', ''],
+    ['proof: { commands: [{ name: t, run: a, required: "yes" }] }', 'proof.commands[0].required', 'true or false', 'yes', ''],
+    ['landing: { strategy: rebase }', 'landing.strategy', '"merge", "pull_request"', 'rebase', ''],
+    ['landing: { require_approval: no }', 'landing.require_approval', 'true or false', 'no', ''],
+    ['landing: { target_branch: "--force" }', 'landing.target_branch', 'git branch name', '--force', ''],
+    ['landing: { approval_timeout_ms: 0 }', 'landing.approval_timeout_ms', 'an integer >= 1', 0, ''],
+  ];
+
+  it.each(cases)('%s => %s', (yaml, key, allowed, value, message) => {
+    const err = catchError(() => withRepo(yaml, { GITHUB_TOKEN: 't' }));
+    expect(err.code).toBe('invalid_config');
+    expect(err.key).toBe(key);
+    expect(err.allowed).toContain(allowed);
+    expect(err.value).toEqual(value);
+    expect(err.message.startsWith(`${key}: `)).toBe(true);
+    if (message) expect(err.message).toBe(message);
+  });
+
+  it('repo.url is required', () => {
+    const err = catchError(() => parse('repo: { base_branch: main }'));
+    expect(err).toMatchObject({ code: 'invalid_config', key: 'repo.url' });
+    expect(err.allowed).toContain('required');
+  });
+
+  it('linear needs project_slug', () => {
+    const err = catchError(() => parse('repo: { url: r }\ntracker: { kind: linear }', { LINEAR_API_KEY: 'k' }));
+    expect(err).toMatchObject({ code: 'invalid_config', key: 'tracker.project_slug' });
+  });
+
+  it('github needs repository', () => {
+    const err = catchError(() => parse('repo: { url: r }\ntracker: { kind: github }', { GITHUB_TOKEN: 'k' }));
+    expect(err).toMatchObject({ code: 'invalid_config', key: 'tracker.repository' });
+  });
+
+  it('accepts a valid 5-field cron and normalizes spacing', () => {
+    expect(withRepo('schedule: "*/5   *  * * 1-5"').config.schedule).toBe('*/5 * * * 1-5');
+  });
+});
+
+describe('a realistic WORKFLOW.md', () => {
+  const text = `---
+# Cadenza contract for the web app
+tracker:
+  kind: linear
+  project_slug: web-app
+  assignee: me
+  required_labels: [Agent, Backend]
+  active_states: [Todo, In Progress, Rework]
+  review_state: In Review
+polling:
+  interval_ms: 15000
+schedule: "*/2 * * * *"
+workspace:
+  root: ~/cadenza/ws
+hooks:
+  after_create: |
+    npm ci
+  before_run: git fetch --all
+  timeout_ms: 120000
+agent:
+  max_concurrent_agents: 4
+  max_turns: 12
+  max_concurrent_agents_by_state:
+    In Progress: 2
+    rework: 1
+repo:
+  url: git@github.com:acme/web-app.git
+  base_branch: develop
+sandbox:
+  image: acme/web-sandbox:2
+  cpus: 2.5
+  memory_mb: 4096
+  pids_limit: 512
+model:
+  name: gpt-4.1-mini
+  base_url: http://localhost:11434/v1
+  api_key: $ACME_OPENAI_KEY
+  budget_tokens: 500000
+proof:
+  max_rounds: 2
+  commands:
+    - name: typecheck
+      run: npx tsc --noEmit
+      timeout_ms: 120000
+    - name: test
+      run: npm test
+    - name: lint
+      run: npm run lint
+      required: false
+landing:
+  strategy: pull_request
+  require_approval: true
+  approval_timeout_ms: 86400000
+observability:
+  dashboard_enabled: true
+---
+
+You are working on {{ issue.identifier }}: {{ issue.title }}.
+
+{% if issue.description %}{{ issue.description }}{% endif %}
+
+{% if issue.labels.size > 0 %}Labels: {{ issue.labels | join: ", " }}{% endif %}
+{% for b in issue.blocked_by %}- blocked by {{ b.identifier }} ({{ b.state }})
+{% endfor %}
+{% if attempt %}This is attempt {{ attempt }}; read the workpad first.{% endif %}
+`;
+
+  it('loads and renders', async () => {
+    const env = { LINEAR_API_KEY: 'lin_live_abc', ACME_OPENAI_KEY: 'sk-live-def' };
+    const contract = parseContract(text, '/repos/web/WORKFLOW.md', env);
+    const { config } = contract;
+    expect(config.tracker).toMatchObject({
+      kind: 'linear', projectSlug: 'web-app', assignee: 'me', apiKey: { env: 'LINEAR_API_KEY' },
+      requiredLabels: ['agent', 'backend'], activeStates: ['Todo', 'In Progress', 'Rework'],
+      reviewState: 'In Review', path: null,
+    });
+    expect(config.schedule).toBe('*/2 * * * *');
+    expect(config.polling.intervalMs).toBe(15_000);
+    expect(config.workspace.root).toBe(join(homedir(), 'cadenza/ws'));
+    expect(config.hooks).toEqual({ afterCreate: 'npm ci\n', beforeRun: 'git fetch --all', afterRun: null, beforeRemove: null, timeoutMs: 120_000 });
+    expect(config.agent.maxConcurrentAgentsByState).toEqual({ 'in progress': 2, rework: 1 });
+    expect(config.repo).toEqual({ url: 'git@github.com:acme/web-app.git', baseBranch: 'develop' });
+    expect(config.sandbox).toEqual({ image: 'acme/web-sandbox:2', cpus: 2.5, memoryMb: 4096, pidsLimit: 512, network: 'none', user: 'agent' });
+    expect(config.model).toEqual({
+      name: 'gpt-4.1-mini', baseUrl: 'http://localhost:11434/v1', apiKey: { env: 'ACME_OPENAI_KEY' },
+      maxOutputTokens: 4096, budgetTokens: 500_000,
+    });
+    expect(config.proof.commands.map((c) => [c.name, c.timeoutMs, c.required])).toEqual([
+      ['typecheck', 120_000, true], ['test', 600_000, true], ['lint', 600_000, false],
+    ]);
+    expect(config.landing).toEqual({ strategy: 'pull_request', targetBranch: 'develop', requireApproval: true, approvalTimeoutMs: 86_400_000 });
+    const json = JSON.stringify(contract);
+    expect(json).not.toContain('lin_live_abc');
+    expect(json).not.toContain('sk-live-def');
+    const prompt = await renderPrompt(contract, {
+      issue: {
+        id: 'u1', identifier: 'WEB-12', title: 'Add dark mode', description: 'Use CSS variables.', priority: 2,
+        state: 'Rework', branch_name: null, url: null, labels: ['agent', 'ui'],
+        blocked_by: [{ id: 'u0', identifier: 'WEB-11', state: 'Done' }],
+        created_at: '2026-01-01T00:00:00Z', updated_at: '2026-01-01T00:00:00Z',
+      },
+      attempt: 2,
+    });
+    expect(prompt).toContain('You are working on WEB-12: Add dark mode.');
+    expect(prompt).toContain('Use CSS variables.');
+    expect(prompt).toContain('Labels: agent, ui');
+    expect(prompt).toContain('- blocked by WEB-11 (Done)');
+    expect(prompt).toContain('This is attempt 2; read the workpad first.');
+  });
+});

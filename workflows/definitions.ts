@@ -1,0 +1,114 @@
+/**
+ * Everything client, workflow and tests share about the issue workflow: ids, phases, messages,
+ * search attributes and the shapes that travel through history (references, never payloads).
+ */
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import type { Contract } from '../lib/contract/index.ts';
+import type { Issue } from '../lib/tracker/types.ts';
+
+export const TASK_QUEUE = 'cadenza';
+
+export const PHASES = ['Provisioning', 'Working', 'Verifying', 'AwaitingApproval', 'Landing', 'Done', 'Failed', 'Cancelled'] as const;
+export type Phase = (typeof PHASES)[number];
+
+export const phaseKey = defineSearchAttributeKey('CadenzaPhase', SearchAttributeType.KEYWORD);
+export const issueKey = defineSearchAttributeKey('CadenzaIssue', SearchAttributeType.KEYWORD);
+export const repoKey = defineSearchAttributeKey('CadenzaRepo', SearchAttributeType.KEYWORD);
+
+/** One workflow per issue: the id is derived from tracker kind and identifier. */
+export function issueWorkflowId(trackerKind: string, identifier: string): string {
+  return `cadenza-${trackerKind}-${identifier}`;
+}
+
+export interface ApproveLanding {
+  by: string;
+  comment?: string;
+}
+
+export interface RejectLanding {
+  by: string;
+  feedback: string;
+}
+
+export const approveLandingSignal = defineSignal<[ApproveLanding]>('approveLanding');
+export const rejectLandingSignal = defineSignal<[RejectLanding]>('rejectLanding');
+/** The same decisions as Updates: their validators refuse them outside AwaitingApproval. */
+export const approveLandingUpdate = defineUpdate<string, [ApproveLanding]>('approveLanding');
+export const rejectLandingUpdate = defineUpdate<string, [RejectLanding]>('rejectLanding');
+export const statusQuery = defineQuery<IssueStatus>('status');
+
+/** A content-addressed artifact in the artifact store (`sha256:<hex>`), with what it holds. */
+export interface ArtifactRef {
+  ref: string;
+  kind: string;
+  bytes: number;
+}
+
+export interface TokenUsage {
+  input: number;
+  output: number;
+  total: number;
+}
+
+export interface ProofCheck {
+  name: string;
+  required: boolean;
+  passed: boolean;
+  exitCode: number;
+  timedOut: boolean;
+  durationMs: number;
+  output: ArtifactRef;
+  /** The last lines of output, for the tracker comment and the agent's next round. */
+  excerpt: string;
+}
+
+export interface ProofResult {
+  round: number;
+  passed: boolean;
+  checks: ProofCheck[];
+  headCommit: string;
+  changedFiles: string[];
+  diff: ArtifactRef;
+  walkthrough: ArtifactRef;
+  summary: ArtifactRef;
+}
+
+export interface IssueStatus {
+  workflowId: string;
+  issue: string;
+  title: string;
+  phase: Phase;
+  round: number;
+  /** Attempt of the current agent session activity (1 = first try). */
+  attempt: number;
+  turns: number;
+  tokens: TokenUsage;
+  model: string | null;
+  lastError: string | null;
+  proof: ProofResult[];
+  decision: { kind: 'approved' | 'rejected'; by: string; text?: string } | null;
+  landedCommit: string | null;
+  sandbox: string | null;
+}
+
+/** Test and benchmark knobs; production leaves them unset. */
+export interface Timing {
+  retryInitialIntervalMs?: number;
+  heartbeatTimeoutMs?: number;
+  activityStartToCloseMs?: number;
+}
+
+export interface IssueWorkflowInput {
+  issue: Issue;
+  /** The validated contract this run keeps for its whole life. Secrets are references only. */
+  contract: Contract;
+  timing?: Timing;
+}
+
+export interface IssueWorkflowResult {
+  phase: Phase;
+  landedCommit: string | null;
+  rounds: number;
+  tokens: TokenUsage;
+}
