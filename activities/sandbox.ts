@@ -61,6 +61,11 @@ export function createSandboxActivities(deps: ActivityDeps) {
 
     const cloned = (await sh(sandbox, `test -d ${REPO_DIR}/.git`, { workdir: '/' })).exitCode === 0;
     let restored = false;
+    if (cloned && (await sh(sandbox, `git cat-file -e ${baseCommit}^{commit}`)).exitCode !== 0) {
+      // A re-attached workspace from before the base branch moved: bring the new base in.
+      await putFile(sandbox, TRANSFER_DIR, 'base.bundle', await mirror.bundle([`refs/heads/${repo.baseBranch}`]));
+      await shOk(sandbox, `git fetch --quiet ${TRANSFER_DIR}/base.bundle "+refs/heads/${repo.baseBranch}:refs/remotes/origin/${repo.baseBranch}"`);
+    }
     if (!cloned) {
       // The sandbox has no network: history enters as a bundle through the Docker API.
       const snapshot = await mirror.resolve(workSnapshotRef(workflowId));

@@ -10,5 +10,10 @@ export function createTrackerActivities(deps: ActivityDeps) {
     async trackerComment(input: { tracker: TrackerConfig; issueId: string; body: string }): Promise<string> {
       return (await deps.tracker(input.tracker).addComment(input.issueId, input.body)).id;
     },
+    /** Posts a stored artifact (a proof summary) as a comment, so its text stays out of history. */
+    async trackerCommentArtifact(input: { tracker: TrackerConfig; issueId: string; ref: string }): Promise<string> {
+      const body = await deps.artifacts.getText(input.ref);
+      return (await deps.tracker(input.tracker).addComment(input.issueId, body)).id;
+    },
   };
 }

@@ -1,0 +1,167 @@
+/**
+ * One agent session = one activity: a tool-calling loop on the `openai` package. Every turn
+ * heartbeats and checkpoints the transcript to the artifact store, so a retried attempt continues
+ * from the last completed turn instead of starting over.
+ */
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import OpenAI from 'openai';
+import { renderPrompt, type Contract } from '../lib/contract/index.ts';
+import { sandboxKey } from '../lib/sandbox/names.ts';
+import type { Issue } from '../lib/tracker/types.ts';
+import type { ArtifactRef, TokenUsage } from '../workflows/definitions.ts';
+import { AGENT_TOOLS, runTool } from './agent-tools.ts';
+import type { ActivityDeps } from './deps.ts';
+import { sandboxFor } from './sandbox.ts';
+
+type Message = OpenAI.Chat.Completions.ChatCompletionMessageParam;
+
+export interface AgentSessionInput {
+  workflowId: string;
+  issue: Issue;
+  contract: Contract;
+  round: number;
+  /** The transcript the previous round ended with; the conversation continues on it. */
+  previousTranscript: string | null;
+  /** Why another round is needed (failed checks, a reviewer's rejection, a tracker comment). */
+  feedback: string | null;
+  /** Tokens the issue used before this session, for the per-issue budget. */
+  tokensBefore: number;
+}
+
+export interface AgentSessionResult {
+  transcript: ArtifactRef;
+  turns: number;
+  tokens: TokenUsage;
+  summary: string;
+  stopReason: 'finished' | 'max_turns';
+  model: string;
+  /** Turn count the session resumed at (0 = fresh start). */
+  resumedAtTurn: number;
+}
+
+interface Checkpoint {
+  transcript: string;
+  turns: number;
+  tokens: TokenUsage;
+  summary: string | null;
+}
+
+const zeroTokens = (): TokenUsage => ({ input: 0, output: 0, total: 0 });
+
+function systemMessage(issue: Issue, kind: 'scripted' | 'openai'): string {
+  return [
+    "You are Cadenza's coding agent. You work alone in a sandboxed checkout of the repository, on a work branch.",
+    `Issue identifier: ${issue.identifier}`,
+    'Use the tools to inspect and change files and to run commands (there is no network).',
+    'Paths are relative to the repository root and must stay inside it.',
+    'Do not commit; Cadenza commits your work, runs the proof checks and asks a person to approve landing.',
+    'When the change is complete and verified, call finish with a summary of what you changed and how you checked it.',
+    ...(kind === 'scripted' ? ['(This session runs against the scripted model: no OPENAI_API_KEY is set.)'] : []),
+  ].join('\n');
+}
+
+/** Errors a retry cannot fix: wrong key, unknown model, a request the model will never accept. */
+function classifyModelError(error: unknown): never {
+  if (error instanceof OpenAI.AuthenticationError || error instanceof OpenAI.PermissionDeniedError) {
+    throw ApplicationFailure.nonRetryable(`the model refused the credentials (${error.status}): check OPENAI_API_KEY`, 'ModelAuthError');
+  }
+  if (error instanceof OpenAI.NotFoundError || error instanceof OpenAI.BadRequestError || error instanceof OpenAI.UnprocessableEntityError) {
+    throw ApplicationFailure.nonRetryable(`the model rejected the request (${error.status}): ${error.message}`, 'ModelRequestError');
+  }
+  throw error;
+}
+
+export function createAgentActivities(deps: ActivityDeps) {
+  async function runAgentSession(input: AgentSessionInput): Promise<AgentSessionResult> {
+    const context = Context.current();
+    const { contract, issue, workflowId, round } = input;
+    const { agent, model } = contract.config;
+    const sandbox = sandboxFor(deps, workflowId, contract);
+    // Per run: a reset or a new run of the same issue starts its round afresh instead of resuming.
+    const checkpointName = `${sandboxKey(workflowId)}-${context.info.workflowExecution?.runId ?? "standalone"}-round-${round}`;
+    const modelName = deps.model.kind === 'scripted' ? `scripted (${model.name})` : model.name;
+
+    let transcript: Message[];
+    let turns = 0;
+    let tokens = zeroTokens();
+    let summary: string | null = null;
+    const checkpoint = await deps.artifacts.getPointer<Checkpoint>(checkpointName);
+    if (checkpoint) {
+      transcript = await deps.artifacts.getJson<Message[]>(checkpoint.transcript);
+      ({ turns, tokens, summary } = checkpoint);
+      deps.log?.(`${issue.identifier}: resuming round ${round} at turn ${turns} (attempt ${context.info.attempt})`);
+    } else if (input.previousTranscript) {
+      transcript = await deps.artifacts.getJson<Message[]>(input.previousTranscript);
+      transcript.push({ role: 'user', content: input.feedback ?? 'Continue working on the issue.' });
+    } else {
+      const attempt = context.info.attempt > 1 ? context.info.attempt - 1 : null;
+      const prompt = await renderPrompt(contract, { issue, attempt }).catch((error: Error) => {
+        throw ApplicationFailure.nonRetryable(error.message, 'ContractError');
+      });
+      transcript = [
+        { role: 'system', content: systemMessage(issue, deps.model.kind) },
+        { role: 'user', content: input.feedback ? `${prompt}\n\n${input.feedback}` : prompt },
+      ];
+    }
+    const resumedAtTurn = checkpoint ? turns : 0;
+
+    const save = async () => {
+      const stored = await deps.artifacts.putJson(transcript, 'transcript');
+      await deps.artifacts.setPointer(checkpointName, { transcript: stored.ref, turns, tokens, summary } satisfies Checkpoint);
+      return stored;
+    };
+
+    // Long tool calls (test runs) keep the heartbeat going so a live session is never taken for a stalled one.
+    const keepAlive = setInterval(() => context.heartbeat({ turns }), 5_000);
+    try {
+      while (summary === null && turns < agent.maxTurns) {
+        if (input.tokensBefore + tokens.total >= model.budgetTokens) {
+          await save();
+          throw ApplicationFailure.nonRetryable(
+            `token budget exhausted: ${input.tokensBefore + tokens.total} of model.budget_tokens ${model.budgetTokens} used for ${issue.identifier}`,
+            'BudgetExhausted',
+          );
+        }
+        const response = await deps.model.client.chat.completions
+          .create({ model: model.name, messages: transcript, tools: AGENT_TOOLS, max_tokens: model.maxOutputTokens }, { signal: context.cancellationSignal })
+          .catch(classifyModelError);
+        turns += 1;
+        const usage = response.usage;
+        tokens = {
+          input: tokens.input + (usage?.prompt_tokens ?? 0),
+          output: tokens.output + (usage?.completion_tokens ?? 0),
+          total: tokens.total + (usage?.total_tokens ?? 0),
+        };
+        const message = response.choices[0]?.message;
+        if (!message) throw new Error('the model returned no choices');
+        transcript.push({ role: 'assistant', content: message.content ?? null, ...(message.tool_calls?.length ? { tool_calls: message.tool_calls } : {}) });
+
+        if (!message.tool_calls?.length) {
+          transcript.push({ role: 'user', content: `Continuation turn ${turns + 1} of ${agent.maxTurns}: keep working with the tools, and call finish when the change is done.` });
+        }
+        for (const call of message.tool_calls ?? []) {
+          if (call.type !== 'function') continue;
+          const outcome = await runTool(sandbox, call.function.name, call.function.arguments);
+          transcript.push({ role: 'tool', tool_call_id: call.id, content: outcome.content });
+          if (outcome.finished) summary = outcome.finished.summary;
+        }
+        await save();
+        context.heartbeat({ turns });
+      }
+    } finally {
+      clearInterval(keepAlive);
+    }
+    const stored = await save();
+    return {
+      transcript: { ref: stored.ref, kind: 'transcript', bytes: stored.bytes },
+      turns,
+      tokens,
+      summary: summary ?? `stopped after agent.max_turns (${agent.maxTurns}) turns without calling finish`,
+      stopReason: summary === null ? 'max_turns' : 'finished',
+      model: modelName,
+      resumedAtTurn,
+    };
+  }
+
+  return { runAgentSession };
+}

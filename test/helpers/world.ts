@@ -1,0 +1,185 @@
+/**
+ * A throw-away world for end-to-end tests: a bare git remote made from the demo project, a local
+ * tracker folder, scripts for the scripted model, a WORKFLOW.md, and a worker on its own task queue
+ * wired exactly as production wires it (real Temporal, real Docker, real git).
+ */
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { inject } from 'vitest';
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { NativeConnection, type Worker } from '@temporalio/worker';
+import { dockerClient } from '../../infra/docker.ts';
+import { projectRoot } from '../../infra/paths.ts';
+import { removeSandbox } from '../../lib/sandbox/container.ts';
+import { run } from '../../infra/process.ts';
+import { loadContract, type Contract } from '../../lib/contract/index.ts';
+import { startIssue } from '../../lib/issue-client.ts';
+import { LocalTracker, writeIssueFile, type IssueFileFields } from '../../lib/tracker/local.ts';
+import { startScriptedModel, type ScriptTurn, type ScriptedModel } from '../../lib/scripted-model/index.ts';
+import { createCadenzaWorker, createDeps, type WorkerDeps } from '../../workers/worker.ts';
+import { statusQuery, type IssueStatus, type Phase, type Timing } from '../../workflows/definitions.ts';
+import { uniqueQueue } from './temporal.ts';
+
+export const FAST: Timing = { retryInitialIntervalMs: 300, heartbeatTimeoutMs: 30_000 };
+
+export async function sh(cwd: string, command: string): Promise<string> {
+  const result = await run('sh', ['-c', command], { cwd });
+  if (result.code !== 0) throw new Error(`${command} failed: ${result.stderr}`);
+  return result.stdout.trim();
+}
+
+export interface WorldOptions {
+  /** Front matter lines appended to the default contract (YAML). */
+  extraContract?: string;
+  /** Extra worker environment. */
+  env?: NodeJS.ProcessEnv;
+  /**
+   * Run the worker as with a real model: OPENAI_API_KEY set to this value and OPENAI_BASE_URL pointed
+   * at an OpenAI-wire server (the scripted model) that the world starts.
+   */
+  modelKey?: string;
+}
+
+export class World {
+  readonly root = mkdtempSync(path.join(tmpdir(), 'cadenza-world-'));
+  readonly remote = path.join(this.root, 'remote.git');
+  readonly issues = path.join(this.root, 'issues');
+  readonly scripts = path.join(this.root, 'scripts');
+  readonly state = path.join(this.root, 'state');
+  readonly workflowFile = path.join(this.root, 'WORKFLOW.md');
+  readonly taskQueue = uniqueQueue('e2e');
+  readonly tracker = new LocalTracker(this.issues, { onWarning: () => {} });
+  /** Identifiers are unique per world, so no two test runs ever share a workflow id or a sandbox. */
+  readonly prefix = `T${Date.now().toString(36).toUpperCase()}${Math.random().toString(36).slice(2, 5).toUpperCase()}`;
+  private handles: WorkflowHandle[] = [];
+  client!: Client;
+  contract!: Contract;
+  wired!: WorkerDeps;
+  worker!: Worker;
+  /** The OpenAI-wire server standing in for a real model endpoint (with `modelKey`). */
+  externalModel?: ScriptedModel;
+  private connection!: Connection;
+  private nativeConnection!: NativeConnection;
+
+  static async create(options: WorldOptions = {}): Promise<World> {
+    const world = new World();
+    await world.init(options);
+    return world;
+  }
+
+  private async init(options: WorldOptions) {
+    const seed = path.join(this.root, 'seed');
+    cpSync(path.join(projectRoot, 'demo', 'repo'), seed, { recursive: true });
+    await sh(seed, 'git init -q -b main && git add -A && git -c user.name=Seed -c user.email=seed@example.invalid commit -qm "textkit: initial import"');
+    await sh(this.root, `git clone -q --bare seed ${this.remote}`);
+    rmSync(seed, { recursive: true, force: true });
+    writeFileSync(this.workflowFile, [
+      '---',
+      'tracker: { kind: local, path: ./issues }',
+      'repo: { url: ./remote.git, base_branch: main }',
+      'sandbox: { memory_mb: 512, pids_limit: 256 }',
+      'agent: { max_turns: 12 }',
+      'proof:',
+      '  commands:',
+      '    - { name: tests, run: npm test, timeout_ms: 120000 }',
+      '  max_rounds: 3',
+      'hooks: { after_create: git log --oneline -1, before_run: node --version }',
+      options.extraContract ?? '',
+      '---',
+      'Issue {{ issue.identifier }}: {{ issue.title }}',
+      '',
+      '{{ issue.description }}',
+      '',
+    ].join('\n'));
+    mkdirSync(this.scripts, { recursive: true });
+    const env: NodeJS.ProcessEnv = { ...process.env, OPENAI_API_KEY: '', OPENAI_BASE_URL: '', ...options.env };
+    if (options.modelKey) {
+      this.externalModel = await startScriptedModel({ scriptsDir: this.scripts, log: () => {} });
+      Object.assign(env, { OPENAI_API_KEY: options.modelKey, OPENAI_BASE_URL: this.externalModel.baseUrl });
+    }
+    this.contract = loadContract(this.workflowFile, env);
+    this.wired = await createDeps({ stateDir: this.state, scriptsDir: this.scripts, env, log: () => {} });
+    this.connection = await Connection.connect({ address: inject('temporalAddress') });
+    this.client = new Client({ connection: this.connection });
+    this.nativeConnection = await NativeConnection.connect({ address: inject('temporalAddress') });
+    this.worker = await createCadenzaWorker({ connection: this.nativeConnection, deps: this.wired.deps, taskQueue: this.taskQueue });
+  }
+
+  async addIssue(fields: Partial<IssueFileFields> & { identifier: string }, turns: ScriptTurn[]) {
+    await writeIssueFile(this.issues, { title: `Work on ${fields.identifier}`, state: 'Todo', description: 'Make the change.', ...fields });
+    writeFileSync(path.join(this.scripts, `${fields.identifier}.json`), JSON.stringify({ turns }, null, 2));
+    const [issue] = await this.tracker.fetchIssuesByIds([fields.identifier]);
+    return issue!;
+  }
+
+  /** This world's identifier for a short name (`ship` -> `TXYZ-ship`). */
+  id(name: string): string {
+    return `${this.prefix}-${name}`;
+  }
+
+  async start(identifier: string, timing: Timing = FAST) {
+    const [issue] = await this.tracker.fetchIssuesByIds([identifier]);
+    const handle = await startIssue(this.client, { issue: issue!, contract: this.contract, taskQueue: this.taskQueue, timing });
+    this.handles.push(handle);
+    return handle;
+  }
+
+  /** Polls the status query until the run reaches `phase` (fails fast if it ends elsewhere). */
+  async waitForPhase(handle: WorkflowHandle, phase: Phase, timeoutMs = 180_000): Promise<IssueStatus> {
+    const deadline = Date.now() + timeoutMs;
+    let last: IssueStatus | undefined;
+    while (Date.now() < deadline) {
+      last = await handle.query(statusQuery).catch(() => last);
+      if (last?.phase === phase) return last;
+      if (process.env.CADENZA_TEST_TRACE) console.error('status', JSON.stringify(last));
+      if (last && ['Done', 'Failed', 'Cancelled'].includes(last.phase)) throw new Error(`run ended in ${last.phase} (${last.lastError}) while waiting for ${phase}`);
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    throw new Error(`timed out waiting for ${phase}; last status: ${JSON.stringify(last)}`);
+  }
+
+  /** What the model was asked, whichever server played it. */
+  get modelRequests() {
+    return (this.externalModel ?? this.wired.scriptedModel)!.requests;
+  }
+
+  /** The transcript of a round as the agent activity checkpointed it. */
+  transcriptOf(round: number): Array<{ role: string; content?: string | null }> {
+    const pointers = path.join(this.state, 'artifacts', 'pointers');
+    const file = readdirSync(pointers).find((name) => name.endsWith(`-round-${round}.json`));
+    if (!file) throw new Error(`no checkpoint for round ${round}`);
+    const { transcript } = JSON.parse(readFileSync(path.join(pointers, file), 'utf8')) as { transcript: string };
+    const hex = transcript.slice('sha256:'.length);
+    return JSON.parse(readFileSync(path.join(this.state, 'artifacts', 'objects', hex.slice(0, 2), hex.slice(2)), 'utf8'));
+  }
+
+  remoteLog(branch = 'main'): Promise<string> {
+    return sh(this.remote, `git log --format='%H %s%n%b' ${branch}`);
+  }
+
+  async close() {
+    // Whatever a failed test left running is ended, and its sandbox removed.
+    for (const handle of this.handles) await handle.terminate('test world closed').catch(() => undefined);
+    for (const handle of this.handles) await removeSandbox(dockerClient(), handle.workflowId).catch(() => undefined);
+    await this.connection?.close();
+    await this.nativeConnection?.close();
+    await this.wired?.close();
+    await this.externalModel?.close();
+    rmSync(this.root, { recursive: true, force: true });
+  }
+}
+
+/** Every string in a workflow history, payloads decoded, for searching it. */
+export function historyText(value: unknown): string {
+  const parts: string[] = [];
+  const visit = (node: unknown) => {
+    if (node === null || node === undefined) return;
+    if (typeof node === 'string') parts.push(node);
+    else if (node instanceof Uint8Array) parts.push(Buffer.from(node).toString('utf8'));
+    else if (Array.isArray(node)) node.forEach(visit);
+    else if (typeof node === 'object') Object.values(node as Record<string, unknown>).forEach(visit);
+  };
+  visit(value);
+  return parts.join('\n');
+}

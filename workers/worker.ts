@@ -1,0 +1,104 @@
+/**
+ * The Cadenza worker process: wiring happens here and nowhere else. It runs the issue workflow and
+ * every activity. Without OPENAI_API_KEY it starts the scripted model and says so.
+ */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import OpenAI from 'openai';
+import { NativeConnection, Runtime, Worker, bundleWorkflowCode, makeTelemetryFilterString, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { createActivities, type ActivityDeps } from '../activities/index.ts';
+import { dockerClient } from '../infra/docker.ts';
+import { stateDir } from '../infra/paths.ts';
+import { ArtifactStore } from '../lib/artifacts.ts';
+import { MirrorCache } from '../lib/git.ts';
+import { startScriptedModel, type ScriptedModel } from '../lib/scripted-model/index.ts';
+import { createTrackerFactory } from '../lib/tracker/index.ts';
+import { TASK_QUEUE } from '../workflows/definitions.ts';
+
+export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+
+export interface DepsOptions {
+  /** Root of artifacts and git mirrors. */
+  stateDir: string;
+  /** Scripts the scripted model replays when no OPENAI_API_KEY is set. */
+  scriptsDir: string;
+  /** Where the scripted model appends its request log (chaos tests read it). */
+  requestLogFile?: string;
+  env?: NodeJS.ProcessEnv;
+  log?: (line: string) => void;
+}
+
+export interface WorkerDeps {
+  deps: ActivityDeps;
+  /** One line saying which model runs, for logs and the CLI. */
+  modelDescription: string;
+  scriptedModel?: ScriptedModel;
+  close(): Promise<void>;
+}
+
+export async function createDeps(options: DepsOptions): Promise<WorkerDeps> {
+  const env = options.env ?? process.env;
+  const log = options.log ?? ((line: string) => console.error(`[cadenza] ${line}`));
+  let scriptedModel: ScriptedModel | undefined;
+  let client: OpenAI;
+  let modelDescription: string;
+  if (env.OPENAI_API_KEY) {
+    client = new OpenAI({ apiKey: env.OPENAI_API_KEY, baseURL: env.OPENAI_BASE_URL || undefined, maxRetries: 2 });
+    modelDescription = `model: OpenAI-compatible endpoint ${env.OPENAI_BASE_URL || 'https://api.openai.com/v1'}`;
+  } else {
+    scriptedModel = await startScriptedModel({ scriptsDir: options.scriptsDir, requestLogFile: options.requestLogFile, log });
+    client = new OpenAI({ apiKey: 'scripted-model-no-key', baseURL: scriptedModel.baseUrl, maxRetries: 2 });
+    modelDescription = `model: the scripted model (no OPENAI_API_KEY set), replaying ${options.scriptsDir} at ${scriptedModel.baseUrl}`;
+  }
+  log(modelDescription);
+  const deps: ActivityDeps = {
+    docker: dockerClient(),
+    artifacts: new ArtifactStore(path.join(options.stateDir, 'artifacts')),
+    mirrors: new MirrorCache(path.join(options.stateDir, 'mirrors')),
+    model: { client, kind: scriptedModel ? 'scripted' : 'openai' },
+    tracker: createTrackerFactory({ onWarning: (message) => log(`tracker: ${message}`) }),
+    log,
+  };
+  return { deps, modelDescription, scriptedModel, close: async () => scriptedModel?.close() };
+}
+
+let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
+/** The workflow code is bundled once per process and shared by every worker in it. */
+export function cadenzaWorkflowBundle(): Promise<WorkflowBundleWithSourceMap> {
+  bundle ??= bundleWorkflowCode({ workflowsPath });
+  return bundle;
+}
+
+export async function createCadenzaWorker(options: { connection: NativeConnection; deps: ActivityDeps; taskQueue?: string; namespace?: string }): Promise<Worker> {
+  return Worker.create({
+    connection: options.connection,
+    namespace: options.namespace ?? 'default',
+    taskQueue: options.taskQueue ?? TASK_QUEUE,
+    workflowBundle: await cadenzaWorkflowBundle(),
+    activities: createActivities(options.deps),
+  });
+}
+
+async function main() {
+  Runtime.install({ telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'WARN' }) } } });
+  const address = process.env.CADENZA_TEMPORAL_ADDRESS ?? '127.0.0.1:7233';
+  const state = stateDir();
+  const wired = await createDeps({
+    stateDir: state,
+    scriptsDir: process.env.CADENZA_SCRIPTS_DIR ?? path.join(state, 'demo', 'scripts'),
+    requestLogFile: process.env.CADENZA_MODEL_REQUEST_LOG,
+  });
+  const connection = await NativeConnection.connect({ address });
+  const worker = await createCadenzaWorker({ connection, deps: wired.deps, taskQueue: process.env.CADENZA_TASK_QUEUE, namespace: process.env.CADENZA_NAMESPACE });
+  console.error(`[cadenza] worker polling task queue ${process.env.CADENZA_TASK_QUEUE ?? TASK_QUEUE} on ${address}`);
+  try {
+    await worker.run();
+  } finally {
+    await connection.close();
+    await wired.close();
+  }
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+  await main();
+}

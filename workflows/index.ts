@@ -1,0 +1,1 @@
+export { issueWorkflow } from './issue.ts';

@@ -1,0 +1,282 @@
+/**
+ * The issue workflow: one issue, one durable run, from Todo to code landed after a person approved
+ * it. Phases: Provisioning -> Working -> Verifying -> AwaitingApproval -> Landing -> Done, with
+ * Failed and Cancelled as ends. Handlers are registered before the first await; the body is a loop
+ * of rounds, each waiting on activities or on a decision.
+ */
+import {
+  ApplicationFailure,
+  CancellationScope,
+  condition,
+  isCancellation,
+  proxyActivities,
+  setCurrentDetails,
+  setHandler,
+  upsertMemo,
+  upsertSearchAttributes,
+  workflowInfo,
+  type ActivityOptions,
+} from '@temporalio/workflow';
+import type { AgentSessionResult } from '../activities/agent.ts';
+import type { Activities } from '../activities/index.ts';
+import type { ProofCommand } from '../lib/contract/index.ts';
+import {
+  approveLandingSignal,
+  approveLandingUpdate,
+  issueKey,
+  phaseKey,
+  rejectLandingSignal,
+  rejectLandingUpdate,
+  repoKey,
+  statusQuery,
+  type ApproveLanding,
+  type IssueStatus,
+  type IssueWorkflowInput,
+  type IssueWorkflowResult,
+  type Phase,
+  type ProofResult,
+  type RejectLanding,
+} from './definitions.ts';
+
+/** Why a decision payload is not acceptable, or null when it is. */
+function invalidDecision(kind: 'approveLanding' | 'rejectLanding', payload: unknown): string | null {
+  const value = payload as Partial<ApproveLanding & RejectLanding> | null;
+  if (typeof value !== 'object' || value === null) return `${kind} expects an object like ${kind === 'approveLanding' ? '{ "by": "alice", "comment": "..." }' : '{ "by": "alice", "feedback": "..." }'}`;
+  if (typeof value.by !== 'string' || !value.by.trim()) return `${kind} needs "by": the name of the person deciding (a non-empty string)`;
+  if (kind === 'rejectLanding' && (typeof value.feedback !== 'string' || !value.feedback.trim())) return 'rejectLanding needs "feedback": what the agent should change (a non-empty string)';
+  if (kind === 'approveLanding' && value.comment !== undefined && typeof value.comment !== 'string') return 'approveLanding "comment" must be a string when given';
+  return null;
+}
+
+function sanitizeBranch(name: string): string {
+  return name.replace(/[^A-Za-z0-9._/-]/g, '-').replace(/\.\.+/g, '.').replace(/^[-/]+/, '') || 'work';
+}
+
+function failureFeedback(proof: ProofResult, round: number): string {
+  const failed = proof.checks.filter((check) => check.required && !check.passed);
+  if (proof.changedFiles.length === 0 && failed.length === 0) {
+    return `Round ${round} ended without any change to the repository. Make the change the issue asks for, then call finish.`;
+  }
+  return [
+    `Cadenza ran the required checks after round ${round} and they failed, so nothing can land yet.`,
+    ...failed.map((check) => `\nCheck \`${check.name}\` exited with ${check.exitCode}${check.timedOut ? ' (timed out)' : ''}. The end of its output:\n${check.excerpt}`),
+    '\nFix the cause, run the checks yourself, and call finish again.',
+  ].join('\n');
+}
+
+export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWorkflowResult> {
+  const { issue, contract } = input;
+  const config = contract.config;
+  const timing = input.timing ?? {};
+  const { workflowId } = workflowInfo();
+  const workBranch = sanitizeBranch(issue.branch_name ?? `cadenza/${issue.identifier}`);
+
+  const status: IssueStatus = {
+    workflowId,
+    issue: issue.identifier,
+    title: issue.title,
+    phase: 'Provisioning',
+    round: 0,
+    attempt: 1,
+    turns: 0,
+    tokens: { input: 0, output: 0, total: 0 },
+    model: null,
+    lastError: null,
+    proof: [],
+    decision: null,
+    landedCommit: null,
+    sandbox: null,
+  };
+  let pending: IssueStatus['decision'] = null;
+
+  const refuseOutsideApproval = (kind: string) => {
+    if (status.phase !== 'AwaitingApproval') throw new Error(`${kind} is only accepted while the run is in AwaitingApproval; it is in ${status.phase}`);
+  };
+  setHandler(statusQuery, () => status);
+  // Signals cannot answer, so a bad one is recorded in status.lastError and otherwise ignored.
+  setHandler(approveLandingSignal, (decision) => {
+    const problem = invalidDecision('approveLanding', decision) ?? (status.phase === 'AwaitingApproval' ? null : `approveLanding ignored: the run is in ${status.phase}, not AwaitingApproval`);
+    if (problem) status.lastError = problem;
+    else pending = { kind: 'approved', by: decision.by, text: decision.comment };
+  });
+  setHandler(rejectLandingSignal, (decision) => {
+    const problem = invalidDecision('rejectLanding', decision) ?? (status.phase === 'AwaitingApproval' ? null : `rejectLanding ignored: the run is in ${status.phase}, not AwaitingApproval`);
+    if (problem) status.lastError = problem;
+    else pending = { kind: 'rejected', by: decision.by, text: decision.feedback };
+  });
+  setHandler(approveLandingUpdate, (decision) => {
+    pending = { kind: 'approved', by: decision.by, text: decision.comment };
+    return `landing approved by ${decision.by}`;
+  }, {
+    validator: (decision) => {
+      const problem = invalidDecision('approveLanding', decision);
+      if (problem) throw new Error(problem);
+      refuseOutsideApproval('approveLanding');
+    },
+  });
+  setHandler(rejectLandingUpdate, (decision) => {
+    pending = { kind: 'rejected', by: decision.by, text: decision.feedback };
+    return `landing rejected by ${decision.by}; another round starts with the feedback`;
+  }, {
+    validator: (decision) => {
+      const problem = invalidDecision('rejectLanding', decision);
+      if (problem) throw new Error(problem);
+      refuseOutsideApproval('rejectLanding');
+    },
+  });
+
+  const retryInitial = timing.retryInitialIntervalMs ?? 10_000;
+  const short: ActivityOptions = {
+    startToCloseTimeout: timing.activityStartToCloseMs ?? 10 * 60_000,
+    retry: { initialInterval: Math.min(retryInitial, 1_000), maximumInterval: 60_000, maximumAttempts: 5 },
+  };
+  const acts = proxyActivities<Activities>(short);
+  const trackerActs = proxyActivities<Activities>({ ...short, startToCloseTimeout: 60_000 });
+  // Symphony's backoff for failed sessions: min(10 s * 2^(n-1), agent.max_retry_backoff_ms).
+  const agentActs = proxyActivities<Activities>({
+    startToCloseTimeout: config.agent.turnTimeoutMs * config.agent.maxTurns,
+    heartbeatTimeout: timing.heartbeatTimeoutMs ?? (config.agent.stallTimeoutMs || 300_000),
+    retry: {
+      initialInterval: retryInitial,
+      backoffCoefficient: 2,
+      maximumInterval: Math.max(retryInitial, config.agent.maxRetryBackoffMs),
+      maximumAttempts: 10,
+      nonRetryableErrorTypes: ['ContractError', 'BudgetExhausted', 'ModelAuthError', 'ModelRequestError'],
+    },
+  });
+  const checkActs = (command: ProofCommand) =>
+    proxyActivities<Activities>({ startToCloseTimeout: command.timeoutMs + 60_000, retry: { initialInterval: 1_000, maximumAttempts: 3 } });
+  const landActs = proxyActivities<Activities>({
+    startToCloseTimeout: timing.activityStartToCloseMs ?? 30 * 60_000,
+    retry: { initialInterval: Math.min(retryInitial, 2_000), maximumInterval: 60_000, maximumAttempts: 8 },
+  });
+
+  const setPhase = (phase: Phase, details?: string) => {
+    status.phase = phase;
+    upsertSearchAttributes([{ key: phaseKey, value: phase }]);
+    setCurrentDetails(`**${issue.identifier}** ${issue.title}\n\nPhase: ${phase}, round ${status.round}${details ? `\n\n${details}` : ''}`);
+  };
+  /** Tracker write-back is best effort: a tracker outage is recorded, it does not fail the run. */
+  const report = async (write: () => Promise<unknown>) => {
+    try {
+      await write();
+    } catch (error) {
+      if (isCancellation(error)) throw error;
+      status.lastError = `tracker write failed: ${(error as Error).message}`;
+    }
+  };
+  const comment = (body: string) => report(() => trackerActs.trackerComment({ tracker: config.tracker, issueId: issue.id, body }));
+  const commentArtifact = (ref: string) => report(() => trackerActs.trackerCommentArtifact({ tracker: config.tracker, issueId: issue.id, ref }));
+  const moveTo = (state: string) => report(() => trackerActs.trackerSetState({ tracker: config.tracker, issueId: issue.id, state }));
+  const fail = (message: string, type: string) => {
+    throw ApplicationFailure.create({ message, type, nonRetryable: true });
+  };
+
+  upsertSearchAttributes([
+    { key: issueKey, value: issue.identifier },
+    { key: repoKey, value: config.repo.url },
+  ]);
+  upsertMemo({ title: issue.title, url: issue.url });
+  setPhase('Provisioning');
+
+  try {
+    const provisioned = await acts.provisionSandbox({ workflowId, contract, workBranch });
+    status.sandbox = provisioned.sandbox;
+    await moveTo(config.tracker.inProgressState);
+    await comment(`Cadenza started working on ${issue.identifier} (workflow \`${workflowId}\`, branch \`${workBranch}\`).`);
+
+    let previousTranscript: string | null = null;
+    let feedback: string | null = null;
+    let failedProofRounds = 0;
+    for (let round = 1; ; round++) {
+      status.round = round;
+      setPhase('Working');
+      await acts.runBeforeRunHook({ workflowId, contract });
+      const session: AgentSessionResult = await agentActs.runAgentSession({
+        workflowId, issue, contract, round, previousTranscript, feedback, tokensBefore: status.tokens.total,
+      });
+      await acts.runAfterRunHook({ workflowId, contract });
+      previousTranscript = session.transcript.ref;
+      status.turns += session.turns;
+      status.tokens = {
+        input: status.tokens.input + session.tokens.input,
+        output: status.tokens.output + session.tokens.output,
+        total: status.tokens.total + session.tokens.total,
+      };
+      if (status.model !== session.model) {
+        status.model = session.model;
+        upsertMemo({ model: session.model });
+      }
+
+      setPhase('Verifying');
+      const { headCommit } = await acts.commitWork({ workflowId, contract, identifier: issue.identifier, title: issue.title, round, summary: session.summary });
+      const checks = [];
+      for (const command of config.proof.commands) checks.push(await checkActs(command).runProofCheck({ workflowId, contract, command }));
+      const proof = await acts.collectEvidence({
+        workflowId, contract, identifier: issue.identifier, title: issue.title, round,
+        baseCommit: provisioned.baseCommit, headCommit, checks, agentSummary: session.summary, tokens: status.tokens, model: session.model,
+      });
+      status.proof.push(proof);
+      await commentArtifact(proof.summary.ref);
+      if (!proof.passed) {
+        failedProofRounds += 1;
+        if (failedProofRounds >= config.proof.maxRounds) {
+          fail(`proof failed in ${failedProofRounds} rounds (proof.max_rounds ${config.proof.maxRounds}); nothing was landed. Evidence: ${proof.walkthrough.ref}`, 'ProofFailed');
+        }
+        feedback = failureFeedback(proof, round);
+        continue;
+      }
+
+      let approvedBy: string | null = null;
+      if (config.landing.requireApproval) {
+        pending = null;
+        status.decision = null;
+        setPhase('AwaitingApproval', `Approve: \`cadenza approve ${issue.identifier} --by <name>\` or signal \`approveLanding\` with {"by": "<name>"}. Reject with \`rejectLanding\` {"by", "feedback"}.`);
+        await moveTo(config.tracker.reviewState);
+        const decided = await condition(() => pending !== null, config.landing.approvalTimeoutMs);
+        if (!decided || !pending) {
+          fail(`no approval or rejection arrived within landing.approval_timeout_ms (${config.landing.approvalTimeoutMs} ms)`, 'ApprovalTimedOut');
+        }
+        const decision: NonNullable<IssueStatus['decision']> = pending!;
+        status.decision = decision;
+        if (decision.kind === 'rejected') {
+          await comment(`Landing rejected by ${decision.by}:\n\n> ${decision.text}\n\nCadenza starts round ${round + 1} with this feedback.`);
+          feedback = `A reviewer (${decision.by}) rejected landing this change. Their feedback:\n\n${decision.text}\n\nAddress it, verify, and call finish again.`;
+          await moveTo(config.tracker.inProgressState);
+          continue;
+        }
+        approvedBy = decision.by;
+      }
+
+      setPhase('Landing');
+      const landed = await landActs.landChange({ workflowId, contract, identifier: issue.identifier, title: issue.title, workCommit: headCommit, approvedBy });
+      if (landed.outcome !== 'landed') {
+        feedback = landed.outcome === 'conflict'
+          ? `Landing found merge conflicts with ${config.landing.targetBranch} in: ${landed.files.join(', ')}. Bring the work branch up to date and resolve them.`
+          : `The required checks failed on the result of merging into ${config.landing.targetBranch}:\n${landed.checks.filter((c) => !c.passed).map((c) => `${c.name}: ${c.excerpt}`).join('\n')}`;
+        await comment(`Landing stopped: ${landed.outcome === 'conflict' ? 'merge conflict' : 'checks failed on the merged result'}. Another round starts.`);
+        continue;
+      }
+      status.landedCommit = landed.commit;
+      await moveTo(config.tracker.doneState);
+      await comment(
+        `Landed ${issue.identifier} as commit \`${landed.commit}\` on \`${config.landing.targetBranch}\` of ${config.repo.url}` +
+          `${approvedBy ? `, approved by ${approvedBy}` : ''}${status.decision?.text ? ` ("${status.decision.text}")` : ''}.`,
+      );
+      setPhase('Done', `Landed as ${landed.commit}`);
+      return { phase: 'Done', landedCommit: landed.commit, rounds: round, tokens: status.tokens };
+    }
+  } catch (error) {
+    if (isCancellation(error)) {
+      setPhase('Cancelled');
+      await CancellationScope.nonCancellable(() => comment(`Cadenza's run for ${issue.identifier} was cancelled in round ${status.round}; its sandbox was removed. Work so far is kept on branch \`${workBranch}\` of the run's snapshot.`));
+      throw error;
+    }
+    status.lastError = (error as Error).message;
+    setPhase('Failed', status.lastError);
+    await CancellationScope.nonCancellable(() => comment(`Cadenza's run for ${issue.identifier} failed: ${status.lastError}`));
+    throw error;
+  } finally {
+    await CancellationScope.nonCancellable(() => acts.removeSandbox({ workflowId, contract }));
+  }
+}
