@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { dockerClient } from '../../infra/docker.ts';
-import { approve, issueStatus } from '../../lib/issue-client.ts';
+import { approve, issueStatus, reject } from '../../lib/issue-client.ts';
 import { containerName, volumeName } from '../../lib/sandbox/names.ts';
 import { approveLandingSignal, rejectLandingSignal } from '../../workflows/definitions.ts';
-import { World, historyText } from '../helpers/world.ts';
+import { World, historyText, sh } from '../helpers/world.ts';
 
 const docker = dockerClient();
 const gone = async (workflowId: string) => {
@@ -40,7 +40,7 @@ describe('the issue workflow on the real Temporal server, Docker engine and git'
     const id = world.id('shout');
     await world.addIssue({ identifier: id, title: 'Add shout' }, SHOUT);
     const before = await world.remoteLog();
-    await world.worker.runUntil(async () => {
+    await world.run(async () => {
       const handle = await world.start(id);
       const waiting = await world.waitForPhase(handle, 'AwaitingApproval');
       expect(waiting.proof).toHaveLength(1);
@@ -73,6 +73,136 @@ describe('the issue workflow on the real Temporal server, Docker engine and git'
       const history = await handle.fetchHistory();
       expect(historyText(history)).not.toContain(SECRET);
       expect(historyText(history)).toContain('CADENZA_TEST_SECRET'); // the reference is there, the value is not
+    });
+  });
+});
+
+const writeFile = (path: string, content: string) => ({ name: 'write_file', arguments: { path, content } });
+const finish = (summary: string) => ({ tool_calls: [{ name: 'finish', arguments: { summary } }] });
+const DOUBLE_TEST = "import test from 'node:test';\nimport assert from 'node:assert/strict';\nimport { double } from '../src/double.js';\n\ntest('double', () => assert.equal(double(21), 42));\n";
+
+describe('rounds: failed proof, rejection, cancellation, confinement', () => {
+  let world: World;
+  beforeAll(async () => (world = await World.create()));
+  afterAll(async () => world?.close());
+
+  it('never lands a change whose tests fail; the agent gets the failure, fixes it, and waits for approval; cancelling removes the sandbox', async () => {
+    const id = world.id('double');
+    await world.addIssue({ identifier: id, title: 'Add double' }, [
+      { tool_calls: [writeFile('src/double.js', 'export const double = (n) => n * 3;\n'), writeFile('test/double.test.js', DOUBLE_TEST)] },
+      finish('Added double().'),
+      // Round 2 starts with the failure in the conversation.
+      { tool_calls: [{ name: 'run_shell', arguments: { command: 'npm test 2>&1 | tail -20' } }] },
+      { tool_calls: [writeFile('src/double.js', 'export const double = (n) => n * 2;\n')] },
+      finish('Fixed double() to multiply by two; npm test passes.'),
+    ]);
+    const before = await world.remoteLog();
+    await world.run(async () => {
+      const handle = await world.start(id);
+      const waiting = await world.waitForPhase(handle, 'AwaitingApproval');
+      expect(waiting.round).toBe(2);
+      expect(waiting.proof.map((proof) => proof.passed)).toEqual([false, true]);
+      expect(waiting.proof[0]!.checks[0]).toMatchObject({ name: 'tests', passed: false });
+      expect(waiting.proof[0]!.checks[0]!.exitCode).not.toBe(0);
+
+      // The second round's prompt carried the failing check's output.
+      const round2 = world.modelRequests.find((request) => request.lastUserMessage?.includes('Cadenza ran the required checks after round 1'));
+      expect(round2?.lastUserMessage).toMatch(/Check `tests` exited with [1-9]/);
+      expect(round2?.lastUserMessage).toMatch(/42/); // the assertion that failed
+      const comments = (await world.tracker.listComments(id)).map((c) => c.body);
+      expect(comments.some((body) => body.includes('Cadenza proof for round 1: FAILED'))).toBe(true);
+      expect(await world.remoteLog()).toBe(before);
+
+      await handle.cancel();
+      await expect(handle.result()).rejects.toThrow();
+      const final = await handle.query('status').catch(() => undefined);
+      expect((final as { phase?: string } | undefined)?.phase ?? 'Cancelled').toBe('Cancelled');
+      expect((await handle.describe()).status.name).toBe('CANCELLED');
+      expect(await gone(handle.workflowId)).toBe(true);
+      expect((await world.tracker.listComments(id)).at(-1)!.body).toContain('was cancelled');
+      expect(await world.remoteLog()).toBe(before);
+    });
+  });
+
+  it('rejectLanding runs another round whose prompt carries the feedback, then lands after approval', async () => {
+    const id = world.id('shout2');
+    await world.addIssue({ identifier: id, title: 'Add shout' }, [
+      ...SHOUT,
+      { tool_calls: [writeFile('src/shout.js', "export function shout(text) {\n  return `${text.toUpperCase()}!!`;\n}\n"), writeFile('test/shout.test.js', "import test from 'node:test';\nimport assert from 'node:assert/strict';\nimport { shout } from '../src/shout.js';\n\ntest('shout', () => assert.equal(shout('hi'), 'HI!!'));\n")] },
+      finish('Now two exclamation marks, as asked.'),
+    ]);
+    await world.run(async () => {
+      const handle = await world.start(id);
+      await world.waitForPhase(handle, 'AwaitingApproval');
+      expect(await reject(handle, 'bob', 'Please use two exclamation marks.')).toContain('rejected by bob');
+      await world.waitForPhase(handle, 'Working');
+      const second = await world.waitForPhase(handle, 'AwaitingApproval');
+      expect(second.round).toBe(2);
+      const feedbackRequest = world.modelRequests.find((request) => request.lastUserMessage?.includes('Please use two exclamation marks.'));
+      expect(feedbackRequest?.lastUserMessage).toContain('A reviewer (bob) rejected landing');
+      await approve(handle, 'carol');
+      const result = await handle.result();
+      expect(result.phase).toBe('Done');
+      expect(await sh(world.remote, 'git show main:src/shout.js')).toContain('!!');
+      expect((await world.tracker.listComments(id)).some((c) => c.body.includes('Landing rejected by bob'))).toBe(true);
+    });
+  });
+
+  it('confines the agent to the workspace: ../ and symlinks out fail with a tool error and the run goes on; decisions outside AwaitingApproval are refused', async () => {
+    const id = world.id('escape');
+    await world.addIssue({ identifier: id, title: 'Try to escape' }, [
+      { delay_ms: 4000, tool_calls: [{ name: 'read_file', arguments: { path: '../../../etc/passwd' } }] },
+      { tool_calls: [writeFile('../escaped.txt', 'out')] },
+      { tool_calls: [{ name: 'run_shell', arguments: { command: 'ln -s /etc/passwd passwd-link && ln -s / root-link' } }] },
+      { tool_calls: [{ name: 'read_file', arguments: { path: 'passwd-link' } }, writeFile('root-link/tmp/pwned', 'x')] },
+      { tool_calls: [writeFile('notes.txt', 'stayed inside\n'), { name: 'run_shell', arguments: { command: 'rm passwd-link root-link' } }] },
+      finish('Wrote notes.txt.'),
+    ]);
+    await world.run(async () => {
+      const handle = await world.start(id);
+      await world.waitForPhase(handle, 'Working');
+      // Not waiting for approval yet: the Update validator refuses, the signal is recorded and ignored.
+      await expect(approve(handle, 'mallory')).rejects.toThrow(WorkflowUpdateFailedError);
+      await expect(approve(handle, 'mallory')).rejects.toMatchObject({ cause: { message: expect.stringContaining('only accepted while the run is in AwaitingApproval; it is in Working') } });
+      await handle.signal(approveLandingSignal, { by: 'mallory' });
+      await handle.signal(rejectLandingSignal, { by: 'mallory' } as never);
+
+      const waiting = await world.waitForPhase(handle, 'AwaitingApproval');
+      expect(waiting.lastError).toMatch(/rejectLanding needs "feedback"|ignored/);
+      expect(waiting.proof.at(-1)!.changedFiles).toContain('notes.txt');
+      const tools = world.transcriptOf(1).filter((message) => message.role === 'tool').map((message) => String(message.content));
+      expect(tools[0]).toMatch(/^error: path "..\/..\/..\/etc\/passwd" resolves to \/etc\/passwd, which is outside the workspace/);
+      expect(tools[1]).toMatch(/^error: path "..\/escaped.txt" resolves to \/workspace\/escaped.txt, which is outside the workspace/);
+      expect(tools[3]).toMatch(/^error: path "passwd-link" resolves to \/etc\/passwd, which is outside/);
+      expect(tools[4]).toMatch(/^error: path "root-link\/tmp\/pwned" resolves to \/tmp\/pwned, which is outside/);
+      expect(tools[5]).toContain('wrote 14 bytes to notes.txt');
+
+      // A bad payload is refused by the validator with what is missing.
+      await expect(approve(handle, '')).rejects.toMatchObject({ cause: { message: expect.stringContaining('approveLanding needs "by"') } });
+      await handle.cancel();
+    });
+  });
+
+  it('fails after proof.max_rounds failed rounds, lands nothing and keeps the evidence', async () => {
+    const id = world.id('broken');
+    await world.addIssue({ identifier: id, title: 'Add double badly' }, [
+      { tool_calls: [writeFile('src/double.js', 'export const double = (n) => n + 2;\n'), writeFile('test/double.test.js', DOUBLE_TEST)] },
+      finish('Added double().'),
+    ]);
+    const before = await world.remoteLog();
+    await world.run(async () => {
+      const handle = await world.start(id);
+      await expect(handle.result()).rejects.toMatchObject({ cause: { type: 'ProofFailed' } });
+      const status = await issueStatus(handle);
+      expect(status.phase).toBe('Failed');
+      expect(status.proof.map((proof) => proof.passed)).toEqual([false, false, false]);
+      // Evidence survives the failure: each round's check output and walkthrough are in the artifact store.
+      const output = await world.wired.deps.artifacts.getText(status.proof[0]!.checks[0]!.output.ref);
+      expect(output).toContain('$ npm test');
+      expect(await world.wired.deps.artifacts.getText(status.proof[2]!.walkthrough.ref)).toContain('FAIL `tests`');
+      expect((await world.tracker.listComments(id)).at(-1)!.body).toContain('failed: proof failed in 3 rounds');
+      expect(await world.remoteLog()).toBe(before);
+      expect(await gone(handle.workflowId)).toBe(true);
     });
   });
 });

@@ -56,7 +56,6 @@ export class World {
   client!: Client;
   contract!: Contract;
   wired!: WorkerDeps;
-  worker!: Worker;
   /** The OpenAI-wire server standing in for a real model endpoint (with `modelKey`). */
   externalModel?: ScriptedModel;
   private connection!: Connection;
@@ -103,7 +102,12 @@ export class World {
     this.connection = await Connection.connect({ address: inject('temporalAddress') });
     this.client = new Client({ connection: this.connection });
     this.nativeConnection = await NativeConnection.connect({ address: inject('temporalAddress') });
-    this.worker = await createCadenzaWorker({ connection: this.nativeConnection, deps: this.wired.deps, taskQueue: this.taskQueue });
+  }
+
+  /** Runs `body` while a fresh worker (wired as in production) serves this world's task queue. */
+  async run<T>(body: () => Promise<T>): Promise<T> {
+    const worker: Worker = await createCadenzaWorker({ connection: this.nativeConnection, deps: this.wired.deps, taskQueue: this.taskQueue });
+    return worker.runUntil(body);
   }
 
   async addIssue(fields: Partial<IssueFileFields> & { identifier: string }, turns: ScriptTurn[]) {
