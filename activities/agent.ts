@@ -37,6 +37,8 @@ export interface AgentSessionResult {
   model: string;
   /** Turn count the session resumed at (0 = fresh start). */
   resumedAtTurn: number;
+  /** The activity attempt that completed the session (1 = first try). */
+  attempt: number;
 }
 
 interface Checkpoint {
@@ -160,6 +162,7 @@ export function createAgentActivities(deps: ActivityDeps) {
       stopReason: summary === null ? 'max_turns' : 'finished',
       model: modelName,
       resumedAtTurn,
+      attempt: context.info.attempt,
     };
   }
 

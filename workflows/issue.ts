@@ -48,6 +48,13 @@ function invalidDecision(kind: 'approveLanding' | 'rejectLanding', payload: unkn
   return null;
 }
 
+/** The innermost message: "Activity task failed" says less than what made the activity fail. */
+function rootMessage(error: unknown): string {
+  let current = error as { message?: string; cause?: unknown } | undefined;
+  while (current?.cause) current = current.cause as { message?: string; cause?: unknown };
+  return current?.message ?? String(error);
+}
+
 function sanitizeBranch(name: string): string {
   return name.replace(/[^A-Za-z0-9._/-]/g, '-').replace(/\.\.+/g, '.').replace(/^[-/]+/, '') || 'work';
 }
@@ -162,7 +169,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
       await write();
     } catch (error) {
       if (isCancellation(error)) throw error;
-      status.lastError = `tracker write failed: ${(error as Error).message}`;
+      status.lastError = `tracker write failed: ${rootMessage(error)}`;
     }
   };
   const comment = (body: string) => report(() => trackerActs.trackerComment({ tracker: config.tracker, issueId: issue.id, body }));
@@ -198,6 +205,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
       await acts.runAfterRunHook({ workflowId, contract });
       previousTranscript = session.transcript.ref;
       status.turns += session.turns;
+      status.attempt = session.attempt;
       status.tokens = {
         input: status.tokens.input + session.tokens.input,
         output: status.tokens.output + session.tokens.output,
@@ -272,7 +280,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
       await CancellationScope.nonCancellable(() => comment(`Cadenza's run for ${issue.identifier} was cancelled in round ${status.round}; its sandbox was removed. Work so far is kept on branch \`${workBranch}\` of the run's snapshot.`));
       throw error;
     }
-    status.lastError = (error as Error).message;
+    status.lastError = rootMessage(error);
     setPhase('Failed', status.lastError);
     await CancellationScope.nonCancellable(() => comment(`Cadenza's run for ${issue.identifier} failed: ${status.lastError}`));
     throw error;

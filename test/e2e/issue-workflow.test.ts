@@ -4,6 +4,7 @@ import { dockerClient } from '../../infra/docker.ts';
 import { approve, issueStatus, reject } from '../../lib/issue-client.ts';
 import { containerName, volumeName } from '../../lib/sandbox/names.ts';
 import { approveLandingSignal, rejectLandingSignal } from '../../workflows/definitions.ts';
+import { startFlakyProxy, type FlakyProxy } from '../fakes/flaky-proxy.ts';
 import { World, historyText, sh } from '../helpers/world.ts';
 
 const docker = dockerClient();
@@ -204,5 +205,47 @@ describe('rounds: failed proof, rejection, cancellation, confinement', () => {
       expect(await world.remoteLog()).toBe(before);
       expect(await gone(handle.workflowId)).toBe(true);
     });
+  });
+});
+
+describe('agent sessions: resume from checkpoint, token budget', () => {
+  it('a failed attempt is retried and continues from its last checkpointed turn, repeating no completed turn', async () => {
+    let proxy: FlakyProxy | undefined;
+    // openai retries twice, so requests 3, 4 and 5 failing = the session's third turn fails its attempt.
+    const world = await World.create({ modelKey: 'sk-flaky', wrapModelUrl: async (url) => (proxy = await startFlakyProxy(url, new Set([3, 4, 5]))).url });
+    try {
+      const id = world.id('resume');
+      await world.addIssue({ identifier: id, title: 'Add shout' }, SHOUT);
+      await world.run(async () => {
+        const handle = await world.start(id);
+        const waiting = await world.waitForPhase(handle, 'AwaitingApproval');
+        expect(proxy!.failed).toBe(3);
+        expect(waiting.attempt).toBe(2);
+        expect(waiting.turns).toBe(SHOUT.length);
+        expect(world.modelRequests.map((request) => request.turn)).toEqual([0, 1, 2, 3]);
+        await handle.cancel();
+      });
+    } finally {
+      await world.close();
+      await proxy?.close();
+    }
+  });
+
+  it('stops at model.budget_tokens with a clear, non-retried failure', async () => {
+    const world = await World.create({ extraContract: 'model: { budget_tokens: 900 }' });
+    try {
+      const id = world.id('budget');
+      await world.addIssue({ identifier: id, title: 'Add shout' }, SHOUT);
+      await world.run(async () => {
+        const handle = await world.start(id);
+        await expect(handle.result()).rejects.toMatchObject({ cause: { cause: { type: 'BudgetExhausted' } } });
+        const status = await issueStatus(handle);
+        expect(status.phase).toBe('Failed');
+        expect(status.lastError).toMatch(/token budget exhausted: \d+ of model.budget_tokens 900 used/);
+        expect(world.modelRequests.length).toBeLessThan(SHOUT.length);
+      });
+    } finally {
+      await world.close();
+    }
   });
 });

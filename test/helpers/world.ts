@@ -39,6 +39,8 @@ export interface WorldOptions {
    * at an OpenAI-wire server (the scripted model) that the world starts.
    */
   modelKey?: string;
+  /** With `modelKey`: put something (a failing proxy) between the worker and the model server. */
+  wrapModelUrl?: (url: string) => Promise<string>;
 }
 
 export class World {
@@ -95,7 +97,8 @@ export class World {
     const env: NodeJS.ProcessEnv = { ...process.env, OPENAI_API_KEY: '', OPENAI_BASE_URL: '', ...options.env };
     if (options.modelKey) {
       this.externalModel = await startScriptedModel({ scriptsDir: this.scripts, log: () => {} });
-      Object.assign(env, { OPENAI_API_KEY: options.modelKey, OPENAI_BASE_URL: this.externalModel.baseUrl });
+      const url = options.wrapModelUrl ? await options.wrapModelUrl(this.externalModel.baseUrl) : this.externalModel.baseUrl;
+      Object.assign(env, { OPENAI_API_KEY: options.modelKey, OPENAI_BASE_URL: url });
     }
     this.contract = loadContract(this.workflowFile, env);
     this.wired = await createDeps({ stateDir: this.state, scriptsDir: this.scripts, env, log: () => {} });
