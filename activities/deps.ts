@@ -1,3 +1,4 @@
+import type { Client } from '@temporalio/client';
 import type Docker from 'dockerode';
 import type OpenAI from 'openai';
 import type { ArtifactStore } from '../lib/artifacts.ts';
@@ -17,4 +18,6 @@ export interface ActivityDeps {
   };
   tracker: (config: TrackerConfig) => TrackerAdapter;
   log?: (line: string) => void;
+  /** A Temporal client, for the poller (starting, signalling and cancelling issue runs). */
+  temporal?: () => Promise<Client>;
 }

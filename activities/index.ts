@@ -2,6 +2,7 @@
 import { createAgentActivities } from './agent.ts';
 import type { ActivityDeps } from './deps.ts';
 import { createLandingActivities } from './landing.ts';
+import { createPollerActivities } from './poller.ts';
 import { createProofActivities } from './proof.ts';
 import { createSandboxActivities } from './sandbox.ts';
 import { createTrackerActivities } from './tracker.ts';
@@ -14,6 +15,7 @@ export function createActivities(deps: ActivityDeps) {
     ...proof,
     ...createLandingActivities(deps, proof),
     ...createTrackerActivities(deps),
+    ...createPollerActivities(deps),
   };
 }
 

@@ -1,5 +1,6 @@
 /** Tracker write-back activities. Credentials come from the worker's environment, never from input. */
 import type { TrackerConfig } from '../lib/contract/index.ts';
+import { WORKPAD_MARKER } from '../workflows/definitions.ts';
 import type { ActivityDeps } from './deps.ts';
 
 export function createTrackerActivities(deps: ActivityDeps) {
@@ -7,13 +8,22 @@ export function createTrackerActivities(deps: ActivityDeps) {
     async trackerSetState(input: { tracker: TrackerConfig; issueId: string; state: string }): Promise<void> {
       await deps.tracker(input.tracker).setState(input.issueId, input.state);
     },
-    async trackerComment(input: { tracker: TrackerConfig; issueId: string; body: string }): Promise<string> {
-      return (await deps.tracker(input.tracker).addComment(input.issueId, input.body)).id;
-    },
-    /** Posts a stored artifact (a proof summary) as a comment, so its text stays out of history. */
-    async trackerCommentArtifact(input: { tracker: TrackerConfig; issueId: string; ref: string }): Promise<string> {
-      const body = await deps.artifacts.getText(input.ref);
-      return (await deps.tracker(input.tracker).addComment(input.issueId, body)).id;
+    /**
+     * Creates or updates the issue's single workpad comment. `proofRef` (a stored proof summary) is
+     * spliced in here so its text stays out of history. Finds an existing workpad by its marker, so a
+     * retried first write never creates a second one.
+     */
+    async updateWorkpad(input: { tracker: TrackerConfig; issueId: string; commentId: string | null; body: string; proofRef: string | null }): Promise<string> {
+      const tracker = deps.tracker(input.tracker);
+      const proof = input.proofRef ? await deps.artifacts.getText(input.proofRef) : '';
+      const body = input.body.replace('{{proof}}', proof);
+      let commentId = input.commentId;
+      if (!commentId) commentId = (await tracker.listComments(input.issueId)).find((comment) => comment.body.startsWith(WORKPAD_MARKER))?.id ?? null;
+      if (commentId) {
+        await tracker.updateComment(input.issueId, commentId, body);
+        return commentId;
+      }
+      return (await tracker.addComment(input.issueId, body)).id;
     },
   };
 }

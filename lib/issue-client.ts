@@ -43,7 +43,7 @@ export async function startIssue(client: Client, options: StartIssueOptions): Pr
       { key: issueKey, value: issue.identifier },
       { key: repoKey, value: contract.config.repo.url },
     ],
-    memo: { title: issue.title, url: issue.url },
+    memo: { title: issue.title, url: issue.url, issueId: issue.id },
   });
 }
 

@@ -5,7 +5,8 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
-import { NativeConnection, Runtime, Worker, bundleWorkflowCode, makeTelemetryFilterString, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, Runtime, Worker, bundleWorkflowCode, makeTelemetryFilterString, type Logger, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities/index.ts';
 import { dockerClient } from '../infra/docker.ts';
 import { stateDir } from '../infra/paths.ts';
@@ -26,6 +27,9 @@ export interface DepsOptions {
   requestLogFile?: string;
   env?: NodeJS.ProcessEnv;
   log?: (line: string) => void;
+  /** Temporal frontend, for the poller's client (starting, signalling, cancelling issue runs). */
+  temporalAddress?: string;
+  namespace?: string;
 }
 
 export interface WorkerDeps {
@@ -56,16 +60,29 @@ export async function createDeps(options: DepsOptions): Promise<WorkerDeps> {
     artifacts: new ArtifactStore(path.join(options.stateDir, 'artifacts')),
     mirrors: new MirrorCache(path.join(options.stateDir, 'mirrors')),
     model: { client, kind: scriptedModel ? 'scripted' : 'openai' },
-    tracker: createTrackerFactory({ onWarning: (message) => log(`tracker: ${message}`) }),
+    tracker: createTrackerFactory({ onWarning: (message) => log(`tracker: ${message}`), env }),
     log,
   };
-  return { deps, modelDescription, scriptedModel, close: async () => scriptedModel?.close() };
+  let connection: Promise<Connection> | undefined;
+  if (options.temporalAddress) {
+    const address = options.temporalAddress;
+    deps.temporal = async () => new Client({ connection: await (connection ??= Connection.connect({ address })), namespace: options.namespace ?? 'default' });
+  }
+  return {
+    deps,
+    modelDescription,
+    scriptedModel,
+    close: async () => {
+      await scriptedModel?.close();
+      await (await connection)?.close();
+    },
+  };
 }
 
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
-/** The workflow code is bundled once per process and shared by every worker in it. */
-export function cadenzaWorkflowBundle(): Promise<WorkflowBundleWithSourceMap> {
-  bundle ??= bundleWorkflowCode({ workflowsPath });
+/** The workflow code is bundled once per process and shared by every worker in it (`logger` for the first call's bundler output). */
+export function cadenzaWorkflowBundle(logger?: Logger): Promise<WorkflowBundleWithSourceMap> {
+  bundle ??= bundleWorkflowCode({ workflowsPath, logger });
   return bundle;
 }
 
@@ -84,6 +101,8 @@ async function main() {
   const address = process.env.CADENZA_TEMPORAL_ADDRESS ?? '127.0.0.1:7233';
   const state = stateDir();
   const wired = await createDeps({
+    temporalAddress: address,
+    namespace: process.env.CADENZA_NAMESPACE,
     stateDir: state,
     scriptsDir: process.env.CADENZA_SCRIPTS_DIR ?? path.join(state, 'demo', 'scripts'),
     requestLogFile: process.env.CADENZA_MODEL_REQUEST_LOG,

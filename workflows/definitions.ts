@@ -38,6 +38,16 @@ export const approveLandingUpdate = defineUpdate<string, [ApproveLanding]>('appr
 export const rejectLandingUpdate = defineUpdate<string, [RejectLanding]>('rejectLanding');
 export const statusQuery = defineQuery<IssueStatus>('status');
 
+/** From the poller: the issue's current tracker state and its human comments (deduplicated by id). */
+export interface TrackerUpdate {
+  state: string;
+  comments: Array<{ id: string; author: string; body: string }>;
+}
+export const trackerUpdateSignal = defineSignal<[TrackerUpdate]>('trackerUpdate');
+
+/** Marks Cadenza's own workpad comment, so it is never mistaken for a human comment. */
+export const WORKPAD_MARKER = '<!-- cadenza:workpad -->';
+
 /** A content-addressed artifact in the artifact store (`sha256:<hex>`), with what it holds. */
 export interface ArtifactRef {
   ref: string;
@@ -90,6 +100,13 @@ export interface IssueStatus {
   decision: { kind: 'approved' | 'rejected'; by: string; text?: string } | null;
   landedCommit: string | null;
   sandbox: string | null;
+  /** The issue's tracker state as last reported by the poller; non-active pauses the agent. */
+  trackerState: string | null;
+  paused: boolean;
+  /** Human comments delivered to the run, oldest first. */
+  comments: Array<{ id: string; author: string; body: string }>;
+  /** The tracker comment Cadenza keeps up to date. */
+  workpadCommentId: string | null;
 }
 
 /** Test and benchmark knobs; production leaves them unset. */

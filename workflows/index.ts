@@ -1,1 +1,2 @@
 export { issueWorkflow } from './issue.ts';
+export { pollerWorkflow } from './poller.ts';

@@ -29,6 +29,8 @@ import {
   rejectLandingUpdate,
   repoKey,
   statusQuery,
+  trackerUpdateSignal,
+  WORKPAD_MARKER,
   type ApproveLanding,
   type IssueStatus,
   type IssueWorkflowInput,
@@ -93,13 +95,35 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
     decision: null,
     landedCommit: null,
     sandbox: null,
+    trackerState: issue.state,
+    paused: false,
+    comments: [],
+    workpadCommentId: null,
   };
   let pending: IssueStatus['decision'] = null;
+  /** Human comments not yet handed to the agent. */
+  let undelivered: IssueStatus['comments'] = [];
+  /** The scope of the running agent session, cancelled when the issue leaves the active states. */
+  let agentScope: CancellationScope | null = null;
+  const lower = (values: string[]) => values.map((value) => value.toLowerCase());
+  const keepsRunning = new Set(lower([...config.tracker.activeStates, config.tracker.inProgressState, config.tracker.reviewState]));
 
   const refuseOutsideApproval = (kind: string) => {
     if (status.phase !== 'AwaitingApproval') throw new Error(`${kind} is only accepted while the run is in AwaitingApproval; it is in ${status.phase}`);
   };
   setHandler(statusQuery, () => status);
+  setHandler(trackerUpdateSignal, (update) => {
+    status.trackerState = update.state;
+    const paused = !keepsRunning.has(update.state.toLowerCase());
+    if (paused && !status.paused) agentScope?.cancel();
+    status.paused = paused;
+    const known = new Set(status.comments.map((comment) => comment.id));
+    for (const comment of update.comments) {
+      if (known.has(comment.id)) continue;
+      status.comments.push(comment);
+      undelivered.push(comment);
+    }
+  });
   // Signals cannot answer, so a bad one is recorded in status.lastError and otherwise ignored.
   setHandler(approveLandingSignal, (decision) => {
     const problem = invalidDecision('approveLanding', decision) ?? (status.phase === 'AwaitingApproval' ? null : `approveLanding ignored: the run is in ${status.phase}, not AwaitingApproval`);
@@ -172,11 +196,55 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
       status.lastError = `tracker write failed: ${rootMessage(error)}`;
     }
   };
-  const comment = (body: string) => report(() => trackerActs.trackerComment({ tracker: config.tracker, issueId: issue.id, body }));
-  const commentArtifact = (ref: string) => report(() => trackerActs.trackerCommentArtifact({ tracker: config.tracker, issueId: issue.id, ref }));
+  // One workpad comment per issue, rewritten as the run moves: phase, latest proof, and a log.
+  const events: string[] = [];
+  let latestProof: string | null = null;
+  const renderWorkpad = () => [
+    WORKPAD_MARKER,
+    `### Cadenza workpad: ${issue.identifier}`,
+    `**Phase:** ${status.phase} · round ${status.round} · ${status.tokens.total} tokens${status.model ? ` · model ${status.model}` : ''}`,
+    `**Workflow:** \`${workflowId}\` · **Branch:** \`${workBranch}\`${status.landedCommit ? ` · **Landed:** \`${status.landedCommit}\`` : ''}`,
+    ...(latestProof ? ['', '#### Latest proof', '{{proof}}'] : []),
+    '',
+    '#### Log',
+    ...events.map((event) => `- ${event}`),
+  ].join('\n');
+  const comment = (event: string) =>
+    report(async () => {
+      if (!events.includes(event)) events.push(event);
+      status.workpadCommentId = await trackerActs.updateWorkpad({ tracker: config.tracker, issueId: issue.id, commentId: status.workpadCommentId, body: renderWorkpad(), proofRef: latestProof });
+    });
   const moveTo = (state: string) => report(() => trackerActs.trackerSetState({ tracker: config.tracker, issueId: issue.id, state }));
   const fail = (message: string, type: string) => {
     throw ApplicationFailure.create({ message, type, nonRetryable: true });
+  };
+
+  /**
+   * One agent session. If the issue leaves the active states the session is cancelled, the sandbox
+   * and the session's checkpoint are kept, and it resumes once the issue is active again.
+   */
+  const runSession = async (session: { round: number; previousTranscript: string | null; feedback: string | null }): Promise<AgentSessionResult> => {
+    for (;;) {
+      if (status.paused) {
+        await comment(`Paused: the issue moved to ${status.trackerState}. The sandbox and the work so far are kept.`);
+        await condition(() => !status.paused);
+        await comment(`Resumed: the issue is ${status.trackerState} again.`);
+      }
+      const scope = new CancellationScope();
+      agentScope = scope;
+      try {
+        return await scope.run(async () => {
+          await acts.runBeforeRunHook({ workflowId, contract });
+          return agentActs.runAgentSession({ workflowId, issue, contract, ...session, tokensBefore: status.tokens.total });
+        });
+      } catch (error) {
+        // Our own pause, not a cancellation of the whole run: wait and go again.
+        if (isCancellation(error) && status.paused && !CancellationScope.current().consideredCancelled) continue;
+        throw error;
+      } finally {
+        agentScope = null;
+      }
+    }
   };
 
   upsertSearchAttributes([
@@ -198,10 +266,11 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
     for (let round = 1; ; round++) {
       status.round = round;
       setPhase('Working');
-      await acts.runBeforeRunHook({ workflowId, contract });
-      const session: AgentSessionResult = await agentActs.runAgentSession({
-        workflowId, issue, contract, round, previousTranscript, feedback, tokensBefore: status.tokens.total,
-      });
+      if (undelivered.length) {
+        feedback = [feedback, `New comments on the issue:\n${undelivered.map((c) => `- ${c.author}: ${c.body}`).join('\n')}`].filter(Boolean).join('\n\n');
+        undelivered = [];
+      }
+      const session = await runSession({ round, previousTranscript, feedback });
       await acts.runAfterRunHook({ workflowId, contract });
       previousTranscript = session.transcript.ref;
       status.turns += session.turns;
@@ -225,7 +294,9 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
         baseCommit: provisioned.baseCommit, headCommit, checks, agentSummary: session.summary, tokens: status.tokens, model: session.model,
       });
       status.proof.push(proof);
-      await commentArtifact(proof.summary.ref);
+      latestProof = proof.summary.ref;
+      const failedChecks = proof.checks.filter((check) => !check.passed).map((check) => `${check.name} exited ${check.exitCode}`);
+      await comment(`Cadenza proof for round ${round}: ${proof.passed ? 'passed' : 'FAILED'}${failedChecks.length ? ` (${failedChecks.join(', ')})` : ''}`);
       if (!proof.passed) {
         failedProofRounds += 1;
         if (failedProofRounds >= config.proof.maxRounds) {

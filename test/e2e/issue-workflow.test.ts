@@ -171,7 +171,7 @@ describe('rounds: failed proof, rejection, cancellation, confinement', () => {
       const waiting = await world.waitForPhase(handle, 'AwaitingApproval');
       expect(waiting.lastError).toMatch(/rejectLanding needs "feedback"|ignored/);
       expect(waiting.proof.at(-1)!.changedFiles).toContain('notes.txt');
-      const tools = world.transcriptOf(1).filter((message) => message.role === 'tool').map((message) => String(message.content));
+      const tools = world.transcriptOf(handle.workflowId, 1).filter((message) => message.role === 'tool').map((message) => String(message.content));
       expect(tools[0]).toMatch(/^error: path "..\/..\/..\/etc\/passwd" resolves to \/etc\/passwd, which is outside the workspace/);
       expect(tools[1]).toMatch(/^error: path "..\/escaped.txt" resolves to \/workspace\/escaped.txt, which is outside the workspace/);
       expect(tools[3]).toMatch(/^error: path "passwd-link" resolves to \/etc\/passwd, which is outside/);

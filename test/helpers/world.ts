@@ -12,13 +12,16 @@ import { NativeConnection, type Worker } from '@temporalio/worker';
 import { dockerClient } from '../../infra/docker.ts';
 import { projectRoot } from '../../infra/paths.ts';
 import { removeSandbox } from '../../lib/sandbox/container.ts';
+import { sandboxKey } from '../../lib/sandbox/names.ts';
 import { run } from '../../infra/process.ts';
 import { loadContract, type Contract } from '../../lib/contract/index.ts';
 import { startIssue } from '../../lib/issue-client.ts';
+import { ensurePollSchedule } from '../../lib/schedule.ts';
+import type { PollerResult } from '../../workflows/poller.ts';
 import { LocalTracker, writeIssueFile, type IssueFileFields } from '../../lib/tracker/local.ts';
 import { startScriptedModel, type ScriptTurn, type ScriptedModel } from '../../lib/scripted-model/index.ts';
 import { createCadenzaWorker, createDeps, type WorkerDeps } from '../../workers/worker.ts';
-import { statusQuery, type IssueStatus, type Phase, type Timing } from '../../workflows/definitions.ts';
+import { issueWorkflowId, statusQuery, type IssueStatus, type Phase, type Timing } from '../../workflows/definitions.ts';
 import { uniqueQueue } from './temporal.ts';
 
 export const FAST: Timing = { retryInitialIntervalMs: 300, heartbeatTimeoutMs: 30_000 };
@@ -39,6 +42,8 @@ export interface WorldOptions {
    * at an OpenAI-wire server (the scripted model) that the world starts.
    */
   modelKey?: string;
+  /** Contract lines that depend on this world (its identifier prefix), e.g. a tracker on a fake server. */
+  contractFor?: (prefix: string) => Promise<string>;
   /** With `modelKey`: put something (a failing proxy) between the worker and the model server. */
   wrapModelUrl?: (url: string) => Promise<string>;
 }
@@ -55,6 +60,7 @@ export class World {
   /** Identifiers are unique per world, so no two test runs ever share a workflow id or a sandbox. */
   readonly prefix = `T${Date.now().toString(36).toUpperCase()}${Math.random().toString(36).slice(2, 5).toUpperCase()}`;
   private handles: WorkflowHandle[] = [];
+  private schedules: string[] = [];
   client!: Client;
   contract!: Contract;
   wired!: WorkerDeps;
@@ -75,24 +81,18 @@ export class World {
     await sh(seed, 'git init -q -b main && git add -A && git -c user.name=Seed -c user.email=seed@example.invalid commit -qm "textkit: initial import"');
     await sh(this.root, `git clone -q --bare seed ${this.remote}`);
     rmSync(seed, { recursive: true, force: true });
-    writeFileSync(this.workflowFile, [
-      '---',
+    // Extra contract lines replace the defaults with the same top-level key.
+    const extra = [options.extraContract ?? '', options.contractFor ? await options.contractFor(this.prefix) : ''].join('\n');
+    const overridden = new Set([...extra.matchAll(/^([a-z_]+):/gm)].map((match) => match[1]));
+    const defaults = [
       'tracker: { kind: local, path: ./issues }',
       'repo: { url: ./remote.git, base_branch: main }',
       'sandbox: { memory_mb: 512, pids_limit: 256 }',
       'agent: { max_turns: 12 }',
-      'proof:',
-      '  commands:',
-      '    - { name: tests, run: npm test, timeout_ms: 120000 }',
-      '  max_rounds: 3',
+      'proof:\n  commands:\n    - { name: tests, run: npm test, timeout_ms: 120000 }\n  max_rounds: 3',
       'hooks: { after_create: git log --oneline -1, before_run: node --version }',
-      options.extraContract ?? '',
-      '---',
-      'Issue {{ issue.identifier }}: {{ issue.title }}',
-      '',
-      '{{ issue.description }}',
-      '',
-    ].join('\n'));
+    ].filter((line) => !overridden.has(line.slice(0, line.indexOf(':'))));
+    writeFileSync(this.workflowFile, ['---', ...defaults, extra, '---', 'Issue {{ issue.identifier }}: {{ issue.title }}', '', '{{ issue.description }}', ''].join('\n'));
     mkdirSync(this.scripts, { recursive: true });
     const env: NodeJS.ProcessEnv = { ...process.env, OPENAI_API_KEY: '', OPENAI_BASE_URL: '', ...options.env };
     if (options.modelKey) {
@@ -101,7 +101,7 @@ export class World {
       Object.assign(env, { OPENAI_API_KEY: options.modelKey, OPENAI_BASE_URL: url });
     }
     this.contract = loadContract(this.workflowFile, env);
-    this.wired = await createDeps({ stateDir: this.state, scriptsDir: this.scripts, env, log: () => {} });
+    this.wired = await createDeps({ stateDir: this.state, scriptsDir: this.scripts, env, log: () => {}, temporalAddress: inject('temporalAddress') });
     this.connection = await Connection.connect({ address: inject('temporalAddress') });
     this.client = new Client({ connection: this.connection });
     this.nativeConnection = await NativeConnection.connect({ address: inject('temporalAddress') });
@@ -132,6 +132,13 @@ export class World {
     return handle;
   }
 
+  /** A handle on this world's run of an issue (started by the poller or by `start`). */
+  handle(identifier: string): WorkflowHandle {
+    const handle = this.client.workflow.getHandle(issueWorkflowId(this.contract.config.tracker.kind, identifier));
+    if (!this.handles.some((known) => known.workflowId === handle.workflowId)) this.handles.push(handle);
+    return handle;
+  }
+
   /** Polls the status query until the run reaches `phase` (fails fast if it ends elsewhere). */
   async waitForPhase(handle: WorkflowHandle, phase: Phase, timeoutMs = 180_000): Promise<IssueStatus> {
     const deadline = Date.now() + timeoutMs;
@@ -152,9 +159,9 @@ export class World {
   }
 
   /** The transcript of a round as the agent activity checkpointed it. */
-  transcriptOf(round: number): Array<{ role: string; content?: string | null }> {
+  transcriptOf(workflowId: string, round: number): Array<{ role: string; content?: string | null }> {
     const pointers = path.join(this.state, 'artifacts', 'pointers');
-    const file = readdirSync(pointers).find((name) => name.endsWith(`-round-${round}.json`));
+    const file = readdirSync(pointers).find((name) => name.startsWith(sandboxKey(workflowId)) && name.endsWith(`-round-${round}.json`));
     if (!file) throw new Error(`no checkpoint for round ${round}`);
     const { transcript } = JSON.parse(readFileSync(path.join(pointers, file), 'utf8')) as { transcript: string };
     const hex = transcript.slice('sha256:'.length);
@@ -165,7 +172,39 @@ export class World {
     return sh(this.remote, `git log --format='%H %s%n%b' ${branch}`);
   }
 
+  /** Creates this world's poll Schedule (as `cadenza up` does) on its task queue. */
+  async schedulePolls(timing: Timing = FAST): Promise<string> {
+    const { scheduleId } = await ensurePollSchedule(this.client, { contract: this.contract, taskQueue: this.taskQueue, timing });
+    this.schedules.push(scheduleId);
+    return scheduleId;
+  }
+
+  /** Results of this world's completed polls, oldest first. */
+  async pollResults(): Promise<PollerResult[]> {
+    const runs = [];
+    for await (const run of this.client.workflow.list({ query: `WorkflowType = 'pollerWorkflow' AND TaskQueue = '${this.taskQueue}' AND ExecutionStatus = 'Completed'` })) runs.push(run);
+    runs.sort((a, b) => a.startTime.getTime() - b.startTime.getTime());
+    return Promise.all(runs.map((run) => this.client.workflow.getHandle(run.workflowId, run.runId).result() as Promise<PollerResult>));
+  }
+
+  /** Open issue runs of this world, by identifier. */
+  async runningIssues(): Promise<string[]> {
+    const ids: string[] = [];
+    for await (const run of this.client.workflow.list({ query: `WorkflowType = 'issueWorkflow' AND TaskQueue = '${this.taskQueue}' AND ExecutionStatus = 'Running'` })) ids.push(run.workflowId.replace(/^cadenza-[a-z]+-/, ''));
+    return ids.sort();
+  }
+
+  async waitUntil(probe: () => Promise<boolean>, what: string, timeoutMs = 120_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (await probe()) return;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+    throw new Error(`timed out waiting until ${what}`);
+  }
+
   async close() {
+    for (const id of this.schedules) await this.client.schedule.getHandle(id).delete().catch(() => undefined);
     // Whatever a failed test left running is ended, and its sandbox removed.
     for (const handle of this.handles) await handle.terminate('test world closed').catch(() => undefined);
     for (const handle of this.handles) await removeSandbox(dockerClient(), handle.workflowId).catch(() => undefined);

@@ -1,0 +1,160 @@
+/**
+ * The tracker poll, run by the poller workflow on a Temporal Schedule: reload WORKFLOW.md (keeping the
+ * last good contract when an edit is bad), reconcile running runs with the tracker, then dispatch.
+ */
+import { createHash } from 'node:crypto';
+import { ApplicationFailure } from '@temporalio/activity';
+import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { ContractError, loadContract, type Contract } from '../lib/contract/index.ts';
+import { ineligibility, planDispatch, type RunningIssue } from '../lib/dispatch.ts';
+import { startIssue } from '../lib/issue-client.ts';
+import type { Issue } from '../lib/tracker/types.ts';
+import { issueWorkflowId, statusQuery, trackerUpdateSignal, WORKPAD_MARKER, type Timing } from '../workflows/definitions.ts';
+import type { ActivityDeps } from './deps.ts';
+
+export interface LoadedContract {
+  contract: Contract;
+  /** Set when WORKFLOW.md is currently invalid and the last good contract is used instead. */
+  reloadError: string | null;
+}
+
+export interface PollSummary {
+  started: string[];
+  waiting: Array<{ identifier: string; reason: string }>;
+  cancelled: string[];
+  updated: string[];
+  errors: string[];
+}
+
+const describeError = (error: unknown) =>
+  error instanceof ContractError ? `${error.code}: ${error.message}` : error instanceof Error ? error.message : String(error);
+
+export function createPollerActivities(deps: ActivityDeps) {
+  const lastGood = new Map<string, Contract>();
+
+  async function loadWorkflowContract(input: { workflowFile: string }): Promise<LoadedContract> {
+    const pointer = `contract-${createHash('sha256').update(input.workflowFile).digest('hex').slice(0, 16)}`;
+    try {
+      const contract = loadContract(input.workflowFile);
+      lastGood.set(input.workflowFile, contract);
+      await deps.artifacts.setPointer(pointer, contract);
+      return { contract, reloadError: null };
+    } catch (error) {
+      const previous = lastGood.get(input.workflowFile) ?? (await deps.artifacts.getPointer<Contract>(pointer));
+      const message = `${input.workflowFile} is invalid (${describeError(error)})`;
+      if (!previous) throw ApplicationFailure.nonRetryable(`${message}, and there is no earlier good version to fall back on`, 'ContractError');
+      deps.log?.(`${message}; keeping the last good contract`);
+      return { contract: previous, reloadError: `${message}; the last good contract stays in use` };
+    }
+  }
+
+  async function pollOnce(input: { contract: Contract; taskQueue: string; timing?: Timing }): Promise<PollSummary> {
+    const { contract } = input;
+    const { tracker: trackerConfig, agent, repo } = contract.config;
+    if (!deps.temporal) throw ApplicationFailure.nonRetryable('this worker has no Temporal client for the poller', 'ConfigError');
+    const client: Client = await deps.temporal();
+    const tracker = deps.tracker(trackerConfig);
+    const summary: PollSummary = { started: [], waiting: [], cancelled: [], updated: [], errors: [] };
+    const prefix = issueWorkflowId(trackerConfig.kind, '');
+    const terminal = new Set(trackerConfig.terminalStates.map((state) => state.toLowerCase()));
+
+    // Open runs of this repository, keyed by identifier, with their tracker issue ids from the memo.
+    const open = new Map<string, { workflowId: string; issueId: string }>();
+    for await (const run of client.workflow.list({ query: `WorkflowType = 'issueWorkflow' AND ExecutionStatus = 'Running' AND CadenzaRepo = '${repo.url.replace(/'/g, "\\'")}'` })) {
+      if (!run.workflowId.startsWith(prefix)) continue;
+      const memo = (run.memo ?? {}) as { issueId?: string };
+      open.set(run.workflowId.slice(prefix.length), { workflowId: run.workflowId, issueId: memo.issueId ?? run.workflowId.slice(prefix.length) });
+    }
+
+    // Reconcile: a terminal issue cancels its run; any other change (state, human comments) is signalled.
+    const running: RunningIssue[] = [];
+    let fresh: Issue[];
+    try {
+      fresh = open.size ? await tracker.fetchIssuesByIds([...open.values()].map((run) => run.issueId)) : [];
+    } catch (error) {
+      // A tracker outage leaves running work alone; the next poll tries again.
+      summary.errors.push(`tracker unavailable, nothing reconciled or started: ${describeError(error)}`);
+      return summary;
+    }
+    for (const issue of fresh) {
+      const run = open.get(issue.identifier);
+      if (!run) continue;
+      const handle = client.workflow.getHandle(run.workflowId);
+      if (terminal.has(issue.state.toLowerCase())) {
+        await handle.cancel();
+        summary.cancelled.push(issue.identifier);
+        continue;
+      }
+      running.push({ identifier: issue.identifier, state: issue.state });
+      try {
+        const status = await handle.query(statusQuery);
+        const comments = (await tracker.listComments(issue.id))
+          .filter((comment) => !comment.body.startsWith(WORKPAD_MARKER))
+          .map(({ id, author, body }) => ({ id, author, body }));
+        const known = new Set(status.comments.map((comment) => comment.id));
+        if (status.trackerState !== issue.state || comments.some((comment) => !known.has(comment.id))) {
+          await handle.signal(trackerUpdateSignal, { state: issue.state, comments });
+          summary.updated.push(issue.identifier);
+        }
+      } catch (error) {
+        summary.errors.push(`${issue.identifier}: ${describeError(error)}`);
+      }
+    }
+
+    // Dispatch.
+    let candidates: Issue[];
+    try {
+      candidates = await tracker.fetchIssuesByStates(trackerConfig.activeStates);
+    } catch (error) {
+      summary.errors.push(`tracker unavailable, nothing started: ${describeError(error)}`);
+      return summary;
+    }
+    const excluded = new Map<string, string>();
+    const restartable = new Set<string>();
+    for (const issue of candidates) {
+      if (open.has(issue.identifier)) {
+        excluded.set(issue.identifier, 'running');
+        continue;
+      }
+      const closed = await lastRunStatus(client, issueWorkflowId(trackerConfig.kind, issue.identifier));
+      // A landed issue that is active again was reopened: it gets a new run. A run that failed or was
+      // stopped by a person is not restarted behind their back.
+      if (closed === 'COMPLETED') restartable.add(issue.identifier);
+      else if (closed) excluded.set(issue.identifier, `its last run ended ${closed.toLowerCase()}; start it again deliberately with \`cadenza start ${issue.identifier} --again\``);
+    }
+    const plan = planDispatch({ candidates, running, excluded, tracker: trackerConfig, agent });
+    summary.waiting.push(...plan.waiting);
+    for (const candidate of plan.start) {
+      // Re-fetch just before starting: the issue may have moved since the list was read.
+      const [issue] = await tracker.fetchIssuesByIds([candidate.id]);
+      const reason = issue ? ineligibility(issue, trackerConfig) : 'no longer in the tracker';
+      if (!issue || reason) {
+        summary.waiting.push({ identifier: candidate.identifier, reason: reason ?? 'unknown' });
+        continue;
+      }
+      try {
+        await startIssue(client, { issue, contract, taskQueue: input.taskQueue, timing: input.timing, again: restartable.has(issue.identifier) });
+        summary.started.push(issue.identifier);
+      } catch (error) {
+        if (error instanceof WorkflowExecutionAlreadyStartedError) continue;
+        summary.errors.push(`${issue.identifier}: could not start: ${describeError(error)}`);
+      }
+    }
+    if (summary.started.length || summary.cancelled.length || summary.errors.length) {
+      deps.log?.(`poll: started [${summary.started.join(', ')}] cancelled [${summary.cancelled.join(', ')}] errors [${summary.errors.join('; ')}]`);
+    }
+    return summary;
+  }
+
+  return { loadWorkflowContract, pollOnce };
+}
+
+async function lastRunStatus(client: Client, workflowId: string): Promise<string | null> {
+  try {
+    const description = await client.workflow.getHandle(workflowId).describe();
+    return description.status.name === 'RUNNING' ? null : description.status.name;
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) return null;
+    throw error;
+  }
+}
