@@ -10,14 +10,14 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
-          include: ['test/unit/**/*.test.ts'],
+          include: ['test/unit/**/*.test.ts', 'test/replay/**/*.test.ts'],
           testTimeout: 20_000,
         },
       },
       {
         test: {
           name: 'integration',
-          include: ['test/{workflows,integration,e2e}/**/*.test.ts'],
+          include: ['test/{workflows,integration,e2e}/**/*.test.ts', 'test/chaos/**/*.test.ts'],
           globalSetup: ['test/setup/temporal-server.ts'],
           fileParallelism: false,
           testTimeout: 240_000,

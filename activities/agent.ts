@@ -125,7 +125,11 @@ export function createAgentActivities(deps: ActivityDeps) {
           );
         }
         const response = await deps.model.client.chat.completions
-          .create({ model: model.name, messages: transcript, tools: AGENT_TOOLS, max_tokens: model.maxOutputTokens }, { signal: context.cancellationSignal })
+          .create(
+            { model: model.name, messages: transcript, tools: AGENT_TOOLS, max_tokens: model.maxOutputTokens },
+            // The heartbeat keeps beating while we wait, so a hung model request must time out on its own.
+            { signal: context.cancellationSignal, timeout: agent.stallTimeoutMs || agent.turnTimeoutMs },
+          )
           .catch(classifyModelError);
         turns += 1;
         const usage = response.usage;

@@ -18,6 +18,8 @@ export interface ActivityDeps {
   };
   tracker: (config: TrackerConfig) => TrackerAdapter;
   log?: (line: string) => void;
+  /** The worker's environment: where `$VAR` secrets are read (default process.env). */
+  env?: NodeJS.ProcessEnv;
   /** A Temporal client, for the poller (starting, signalling and cancelling issue runs). */
   temporal?: () => Promise<Client>;
 }

@@ -1,4 +1,5 @@
 /** All of Cadenza's activities, built from their dependencies. The worker registers this object. */
+import { Context } from '@temporalio/activity';
 import { createAgentActivities } from './agent.ts';
 import type { ActivityDeps } from './deps.ts';
 import { createLandingActivities } from './landing.ts';
@@ -7,15 +8,39 @@ import { createProofActivities } from './proof.ts';
 import { createSandboxActivities } from './sandbox.ts';
 import { createTrackerActivities } from './tracker.ts';
 
+/**
+ * Keeps an activity heartbeating while it runs, so a worker that dies mid-activity is noticed within
+ * the heartbeat timeout instead of the whole start-to-close timeout.
+ */
+function heartbeating<A extends unknown[], R>(activity: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
+  return async (...args) => {
+    const context = Context.current();
+    const every = context.info.heartbeatTimeoutMs ? Math.max(200, context.info.heartbeatTimeoutMs / 3) : undefined;
+    const timer = every ? setInterval(() => context.heartbeat(), every) : undefined;
+    try {
+      return await activity(...args);
+    } finally {
+      clearInterval(timer);
+    }
+  };
+}
+
+function allHeartbeating<T extends Record<string, (...args: never[]) => Promise<unknown>>>(activities: T): T {
+  return Object.fromEntries(Object.entries(activities).map(([name, fn]) => [name, heartbeating(fn as (...args: unknown[]) => Promise<unknown>)])) as unknown as T;
+}
+
 export function createActivities(deps: ActivityDeps) {
   const proof = createProofActivities(deps);
   return {
-    ...createSandboxActivities(deps),
+    ...allHeartbeating({
+      ...createSandboxActivities(deps),
+      ...proof,
+      ...createLandingActivities(deps, proof),
+      ...createTrackerActivities(deps),
+      ...createPollerActivities(deps),
+    }),
+    // The agent session heartbeats per turn itself (with its progress as details).
     ...createAgentActivities(deps),
-    ...proof,
-    ...createLandingActivities(deps, proof),
-    ...createTrackerActivities(deps),
-    ...createPollerActivities(deps),
   };
 }
 

@@ -17,6 +17,8 @@ export interface LandInput {
   identifier: string;
   title: string;
   workCommit: string;
+  /** Where the sandbox goes back to after landing, by name: a retried landing starts on the landing branch. */
+  workBranch: string;
   approvedBy: string | null;
 }
 
@@ -61,7 +63,7 @@ export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<ty
     if (merge.exitCode !== 0) {
       const files = (await sh(sandbox, 'git diff --name-only --diff-filter=U')).stdout.split('\n').filter(Boolean);
       await sh(sandbox, 'git merge --abort');
-      await restoreWorkBranch(sandbox);
+      await restoreWorkBranch(sandbox, input.workBranch);
       if (files.length === 0) throw new Error(`git merge failed: ${(merge.stderr || merge.stdout).trim()}`);
       return { outcome: 'conflict', files };
     }
@@ -72,13 +74,13 @@ export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<ty
       checks.push(await proof.runProofCheck({ workflowId, contract, command, label: `${command.name} (merged)` }));
     }
     if (checks.some((check) => !check.passed)) {
-      await restoreWorkBranch(sandbox);
+      await restoreWorkBranch(sandbox, input.workBranch);
       return { outcome: 'checks_failed', checks };
     }
 
     await shOk(sandbox, `git bundle create --quiet ${TRANSFER_DIR}/out/landing.bundle ${LANDING_BRANCH}`);
     const mergeCommit = await mirror.fetchBundle(await getFile(sandbox, `${TRANSFER_DIR}/out/landing.bundle`), `refs/heads/${LANDING_BRANCH}`, `refs/cadenza/landing/${input.identifier}`);
-    await restoreWorkBranch(sandbox);
+    await restoreWorkBranch(sandbox, input.workBranch);
     try {
       await mirror.push(mergeCommit, landing.targetBranch);
     } catch (error) {
@@ -88,8 +90,8 @@ export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<ty
     return { outcome: 'landed', commit: mergeCommit, alreadyLanded: false, checks };
   }
 
-  async function restoreWorkBranch(sandbox: ReturnType<typeof sandboxFor>) {
-    await shOk(sandbox, 'git checkout --quiet --force @{-1}');
+  async function restoreWorkBranch(sandbox: ReturnType<typeof sandboxFor>, workBranch: string) {
+    await shOk(sandbox, `git checkout --quiet --force ${workBranch}`);
   }
 
   return { landChange };

@@ -8,7 +8,7 @@ import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Clien
 import { ContractError, loadContract, type Contract } from '../lib/contract/index.ts';
 import { ineligibility, planDispatch, type RunningIssue } from '../lib/dispatch.ts';
 import { startIssue } from '../lib/issue-client.ts';
-import type { Issue } from '../lib/tracker/types.ts';
+import { TrackerError, type Issue } from '../lib/tracker/types.ts';
 import { issueWorkflowId, statusQuery, trackerUpdateSignal, WORKPAD_MARKER, type Timing } from '../workflows/definitions.ts';
 import type { ActivityDeps } from './deps.ts';
 
@@ -27,7 +27,11 @@ export interface PollSummary {
 }
 
 const describeError = (error: unknown) =>
-  error instanceof ContractError ? `${error.code}: ${error.message}` : error instanceof Error ? error.message : String(error);
+  error instanceof ContractError || error instanceof TrackerError
+    ? `${error.code}: ${error.message}`
+    : error instanceof Error
+      ? error.message
+      : String(error);
 
 export function createPollerActivities(deps: ActivityDeps) {
   const lastGood = new Map<string, Contract>();
@@ -35,7 +39,7 @@ export function createPollerActivities(deps: ActivityDeps) {
   async function loadWorkflowContract(input: { workflowFile: string }): Promise<LoadedContract> {
     const pointer = `contract-${createHash('sha256').update(input.workflowFile).digest('hex').slice(0, 16)}`;
     try {
-      const contract = loadContract(input.workflowFile);
+      const contract = loadContract(input.workflowFile, deps.env ?? process.env);
       lastGood.set(input.workflowFile, contract);
       await deps.artifacts.setPointer(pointer, contract);
       return { contract, reloadError: null };
@@ -80,14 +84,19 @@ export function createPollerActivities(deps: ActivityDeps) {
       const run = open.get(issue.identifier);
       if (!run) continue;
       const handle = client.workflow.getHandle(run.workflowId);
-      if (terminal.has(issue.state.toLowerCase())) {
-        await handle.cancel();
-        summary.cancelled.push(issue.identifier);
-        continue;
-      }
-      running.push({ identifier: issue.identifier, state: issue.state });
       try {
         const status = await handle.query(statusQuery);
+        if (terminal.has(issue.state.toLowerCase())) {
+          // A run that landed moved its own issue to done and is only cleaning up: it keeps its slot.
+          if (status.landedCommit || status.phase === 'Landing' || status.phase === 'Done') {
+            running.push({ identifier: issue.identifier, state: issue.state });
+          } else {
+            await handle.cancel();
+            summary.cancelled.push(issue.identifier);
+          }
+          continue;
+        }
+        running.push({ identifier: issue.identifier, state: issue.state });
         const comments = (await tracker.listComments(issue.id))
           .filter((comment) => !comment.body.startsWith(WORKPAD_MARKER))
           .map(({ id, author, body }) => ({ id, author, body }));
@@ -97,8 +106,14 @@ export function createPollerActivities(deps: ActivityDeps) {
           summary.updated.push(issue.identifier);
         }
       } catch (error) {
+        // Unknown state of this run: count it, so a slot is never handed out twice.
+        if (!running.some((r) => r.identifier === issue.identifier)) running.push({ identifier: issue.identifier, state: issue.state });
         summary.errors.push(`${issue.identifier}: ${describeError(error)}`);
       }
+    }
+    // Runs whose issue the tracker no longer returns still hold their slots.
+    for (const [identifier] of open) {
+      if (!running.some((r) => r.identifier === identifier) && !summary.cancelled.includes(identifier)) running.push({ identifier, state: '' });
     }
 
     // Dispatch.
@@ -117,6 +132,12 @@ export function createPollerActivities(deps: ActivityDeps) {
         continue;
       }
       const closed = await lastRunStatus(client, issueWorkflowId(trackerConfig.kind, issue.identifier));
+      if (closed === 'RUNNING') {
+        // Started so recently that visibility does not list it yet: it holds a slot all the same.
+        excluded.set(issue.identifier, 'running');
+        running.push({ identifier: issue.identifier, state: issue.state });
+        continue;
+      }
       // A landed issue that is active again was reopened: it gets a new run. A run that failed or was
       // stopped by a person is not restarted behind their back.
       if (closed === 'COMPLETED') restartable.add(issue.identifier);
@@ -149,10 +170,10 @@ export function createPollerActivities(deps: ActivityDeps) {
   return { loadWorkflowContract, pollOnce };
 }
 
+/** The status of the issue's latest run (describe is strongly consistent, unlike list), or null. */
 async function lastRunStatus(client: Client, workflowId: string): Promise<string | null> {
   try {
-    const description = await client.workflow.getHandle(workflowId).describe();
-    return description.status.name === 'RUNNING' ? null : description.status.name;
+    return (await client.workflow.getHandle(workflowId).describe()).status.name;
   } catch (error) {
     if (error instanceof WorkflowNotFoundError) return null;
     throw error;

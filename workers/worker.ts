@@ -62,6 +62,7 @@ export async function createDeps(options: DepsOptions): Promise<WorkerDeps> {
     model: { client, kind: scriptedModel ? 'scripted' : 'openai' },
     tracker: createTrackerFactory({ onWarning: (message) => log(`tracker: ${message}`), env }),
     log,
+    env,
   };
   let connection: Promise<Connection> | undefined;
   if (options.temporalAddress) {

@@ -157,8 +157,11 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
   });
 
   const retryInitial = timing.retryInitialIntervalMs ?? 10_000;
+  // Every activity heartbeats while it runs: a lost worker is noticed within this, not the timeout.
+  const heartbeatTimeout = timing.heartbeatTimeoutMs ?? 60_000;
   const short: ActivityOptions = {
     startToCloseTimeout: timing.activityStartToCloseMs ?? 10 * 60_000,
+    heartbeatTimeout,
     retry: { initialInterval: Math.min(retryInitial, 1_000), maximumInterval: 60_000, maximumAttempts: 5 },
   };
   const acts = proxyActivities<Activities>(short);
@@ -176,9 +179,10 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
     },
   });
   const checkActs = (command: ProofCommand) =>
-    proxyActivities<Activities>({ startToCloseTimeout: command.timeoutMs + 60_000, retry: { initialInterval: 1_000, maximumAttempts: 3 } });
+    proxyActivities<Activities>({ startToCloseTimeout: command.timeoutMs + 60_000, heartbeatTimeout, retry: { initialInterval: 1_000, maximumAttempts: 3 } });
   const landActs = proxyActivities<Activities>({
     startToCloseTimeout: timing.activityStartToCloseMs ?? 30 * 60_000,
+    heartbeatTimeout,
     retry: { initialInterval: Math.min(retryInitial, 2_000), maximumInterval: 60_000, maximumAttempts: 8 },
   });
 
@@ -328,7 +332,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
       }
 
       setPhase('Landing');
-      const landed = await landActs.landChange({ workflowId, contract, identifier: issue.identifier, title: issue.title, workCommit: headCommit, approvedBy });
+      const landed = await landActs.landChange({ workflowId, contract, identifier: issue.identifier, title: issue.title, workCommit: headCommit, workBranch, approvedBy });
       if (landed.outcome !== 'landed') {
         feedback = landed.outcome === 'conflict'
           ? `Landing found merge conflicts with ${config.landing.targetBranch} in: ${landed.files.join(', ')}. Bring the work branch up to date and resolve them.`

@@ -71,6 +71,7 @@ describe('the issue workflow on the real Temporal server, Docker engine and git'
       expect(comments.at(-1)).toContain(`Landed ${id} as commit \`${result.landedCommit}\``);
       expect(await gone(handle.workflowId)).toBe(true);
 
+      await world.recordHistory(handle, 'issue-approved-and-landed');
       const history = await handle.fetchHistory();
       expect(historyText(history)).not.toContain(SECRET);
       expect(historyText(history)).toContain('CADENZA_TEST_SECRET'); // the reference is there, the value is not
@@ -122,6 +123,7 @@ describe('rounds: failed proof, rejection, cancellation, confinement', () => {
       expect(await gone(handle.workflowId)).toBe(true);
       expect((await world.tracker.listComments(id)).at(-1)!.body).toContain('was cancelled');
       expect(await world.remoteLog()).toBe(before);
+      await world.recordHistory(handle, 'issue-failed-proof-fixed-then-cancelled');
     });
   });
 
@@ -146,6 +148,7 @@ describe('rounds: failed proof, rejection, cancellation, confinement', () => {
       expect(result.phase).toBe('Done');
       expect(await sh(world.remote, 'git show main:src/shout.js')).toContain('!!');
       expect((await world.tracker.listComments(id)).some((c) => c.body.includes('Landing rejected by bob'))).toBe(true);
+      await world.recordHistory(handle, 'issue-rejected-then-landed');
     });
   });
 
@@ -204,6 +207,7 @@ describe('rounds: failed proof, rejection, cancellation, confinement', () => {
       expect((await world.tracker.listComments(id)).at(-1)!.body).toContain('failed: proof failed in 3 rounds');
       expect(await world.remoteLog()).toBe(before);
       expect(await gone(handle.workflowId)).toBe(true);
+      await world.recordHistory(handle, 'issue-failed-after-max-rounds');
     });
   });
 });
@@ -224,6 +228,8 @@ describe('agent sessions: resume from checkpoint, token budget', () => {
         expect(waiting.turns).toBe(SHOUT.length);
         expect(world.modelRequests.map((request) => request.turn)).toEqual([0, 1, 2, 3]);
         await handle.cancel();
+        await handle.result().catch(() => undefined);
+        await world.recordHistory(handle, 'issue-agent-retried-then-cancelled');
       });
     } finally {
       await world.close();

@@ -58,7 +58,9 @@ describe('the scheduled poller on the local tracker', () => {
       await approve(world.handle(mid), 'alice');
       await world.handle(mid).result();
       await world.waitUntil(async () => (await sample()).includes(none), 'the last issue starts');
-      expect(mostAtOnce).toBe(2);
+      // From start and close times (visibility samples can lag behind).
+      expect(mostAtOnce).toBeGreaterThanOrEqual(2);
+      expect(await world.mostAtOnce([high, mid, low, none])).toBe(2);
 
       // Exactly one run per issue: every workflow id was started once.
       for (const id of [high, mid, low, none]) {

@@ -179,6 +179,19 @@ export class World {
     return scheduleId;
   }
 
+  /**
+   * With CADENZA_RECORD_HISTORIES=<folder>, saves the run's history (as `temporal workflow show`
+   * exports it) as a replay fixture named `name`. Otherwise does nothing.
+   */
+  async recordHistory(handle: WorkflowHandle, name: string): Promise<void> {
+    const folder = process.env.CADENZA_RECORD_HISTORIES;
+    if (!folder) return;
+    const result = await run(inject('temporalCli'), ['workflow', 'show', '--workflow-id', handle.workflowId, '--output', 'json', '--address', inject('temporalAddress')]);
+    if (result.code !== 0) throw new Error(`could not export the history of ${handle.workflowId}: ${result.stderr}`);
+    mkdirSync(folder, { recursive: true });
+    writeFileSync(path.join(folder, `${name}.json`), result.stdout);
+  }
+
   /** Results of this world's completed polls, oldest first. */
   async pollResults(): Promise<PollerResult[]> {
     const runs = [];
@@ -194,6 +207,15 @@ export class World {
     return ids.sort();
   }
 
+  /** The most of these runs that were open at the same moment, from their start and close times. */
+  async mostAtOnce(identifiers: string[]): Promise<number> {
+    const spans = await Promise.all(identifiers.map(async (id) => {
+      const description = await this.handle(id).describe();
+      return { start: description.startTime.getTime(), end: description.closeTime?.getTime() ?? Infinity };
+    }));
+    return Math.max(0, ...spans.map((span) => spans.filter((other) => other.start <= span.start && span.start < other.end).length));
+  }
+
   async waitUntil(probe: () => Promise<boolean>, what: string, timeoutMs = 120_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
@@ -205,9 +227,13 @@ export class World {
 
   async close() {
     for (const id of this.schedules) await this.client.schedule.getHandle(id).delete().catch(() => undefined);
-    // Whatever a failed test left running is ended, and its sandbox removed.
-    for (const handle of this.handles) await handle.terminate('test world closed').catch(() => undefined);
-    for (const handle of this.handles) await removeSandbox(dockerClient(), handle.workflowId).catch(() => undefined);
+    // Whatever a failed test left running is ended, and its sandbox removed: every issue run on this
+    // world's task queue (including ones the poller started), not only the handles the test held.
+    const ids = new Set(this.handles.map((handle) => handle.workflowId));
+    const runs = this.client?.workflow.list({ query: `WorkflowType = 'issueWorkflow' AND TaskQueue = '${this.taskQueue}'` });
+    if (runs) for await (const run of runs) ids.add(run.workflowId);
+    for (const id of ids) await this.client.workflow.getHandle(id).terminate('test world closed').catch(() => undefined);
+    for (const id of ids) await removeSandbox(dockerClient(), id).catch(() => undefined);
     await this.connection?.close();
     await this.nativeConnection?.close();
     await this.wired?.close();
