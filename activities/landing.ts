@@ -91,7 +91,7 @@ export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<ty
   }
 
   async function restoreWorkBranch(sandbox: ReturnType<typeof sandboxFor>, workBranch: string) {
-    await shOk(sandbox, `git checkout --quiet --force ${workBranch}`);
+    await shOk(sandbox, `git checkout --quiet --force ${workBranch} && git clean -fdq`);
   }
 
   return { landChange };

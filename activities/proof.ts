@@ -4,13 +4,18 @@
  * tokens, a walkthrough) in the artifact store. History keeps references only.
  */
 import type { Contract, ProofCommand } from '../lib/contract/index.ts';
-import { sh, shOk } from '../lib/sandbox/workspace.ts';
+import { TRANSFER_DIR, getFile, sh, shOk } from '../lib/sandbox/workspace.ts';
 import type { ArtifactRef, ProofCheck, ProofResult, TokenUsage } from '../workflows/definitions.ts';
 import type { ActivityDeps } from './deps.ts';
 import { sandboxFor, workSnapshotRef } from './sandbox.ts';
-import { TRANSFER_DIR, getFile } from '../lib/sandbox/workspace.ts';
 
 const EXCERPT_LINES = 40;
+const REPORT_LIMIT = 1024 * 1024;
+/** Where projects usually write test reports; files there that a check wrote are kept as evidence. */
+const REPORT_FIND = [
+  `find . \\( -path ./node_modules -o -path ./.git \\) -prune -o -type f -newer "$MARK"`,
+  `\\( -name 'junit*.xml' -o -name 'TEST-*.xml' -o -path './reports/*' -o -path './test-results/*' -o -path './coverage/coverage-summary.json' \\) -print`,
+].join(' ');
 const DIFF_LIMIT = 8 * 1024 * 1024;
 
 function excerpt(text: string): string {
@@ -54,7 +59,16 @@ export function createProofActivities(deps: ActivityDeps) {
 
   async function runProofCheck(input: { workflowId: string; contract: Contract; command: ProofCommand; label?: string }): Promise<ProofCheck> {
     const sandbox = sandboxFor(deps, input.workflowId, input.contract);
+    const mark = `${TRANSFER_DIR}/out/check-started`;
+    await shOk(sandbox, 'touch "$MARK"', { env: { MARK: mark } });
     const result = await sh(sandbox, input.command.run, { timeoutMs: input.command.timeoutMs, maxOutputBytes: 1024 * 1024 });
+    const reports = [];
+    const written = (await sh(sandbox, `${REPORT_FIND} | head -20`, { env: { MARK: mark } })).stdout.split('\n').filter(Boolean);
+    for (const file of written) {
+      const content = await sh(sandbox, 'head -c ' + REPORT_LIMIT + ' -- "$F"', { env: { F: file }, maxOutputBytes: REPORT_LIMIT });
+      const stored = await deps.artifacts.put(content.stdout, `report:${file.replace(/^\.\//, '')}`);
+      reports.push({ ...asRef(stored), path: file.replace(/^\.\//, '') });
+    }
     const report = [
       `$ ${input.command.run}`,
       `exit code: ${result.exitCode}${result.timedOut ? ` (timed out after ${input.command.timeoutMs} ms)` : ''}`,
@@ -74,6 +88,7 @@ export function createProofActivities(deps: ActivityDeps) {
       durationMs: result.durationMs,
       output: asRef(stored),
       excerpt: excerpt(`${result.stdout}\n${result.stderr}`),
+      reports,
     };
   }
 
@@ -97,10 +112,14 @@ export function createProofActivities(deps: ActivityDeps) {
     const stat = (await shOk(sandbox, `git diff --stat ${range}`)).trimEnd();
     const log = (await shOk(sandbox, `git log --format='%h %s' ${range}`)).trimEnd();
     const passed = input.checks.every((check) => check.passed || !check.required);
+    // What the checks wrote (reports, build output) is evidence, not part of the change: back to the commit.
+    await shOk(sandbox, 'git checkout --quiet -- . && git clean -fdq');
 
     const storedDiff = await deps.artifacts.put(diff.stdout, 'diff');
     const checkLines = input.checks.map(
-      (check) => `- ${check.passed ? 'PASS' : 'FAIL'} \`${check.name}\`${check.required ? '' : ' (optional)'}: exit ${check.exitCode}${check.timedOut ? ', timed out' : ''}, ${(check.durationMs / 1000).toFixed(1)} s (output ${check.output.ref})`,
+      (check) =>
+        `- ${check.passed ? 'PASS' : 'FAIL'} \`${check.name}\`${check.required ? '' : ' (optional)'}: exit ${check.exitCode}${check.timedOut ? ', timed out' : ''}, ${(check.durationMs / 1000).toFixed(1)} s (output ${check.output.ref})` +
+        (check.reports?.length ? `; reports: ${check.reports.map((report) => `${report.path} (${report.ref})`).join(', ')}` : ''),
     );
     const walkthrough = [
       `# ${input.identifier}: ${input.title}, round ${input.round}`,

@@ -71,6 +71,8 @@ export interface ProofCheck {
   output: ArtifactRef;
   /** The last lines of output, for the tracker comment and the agent's next round. */
   excerpt: string;
+  /** Test reports the command wrote (JUnit-style XML and the like), by path in the repository. */
+  reports?: Array<ArtifactRef & { path: string }>;
 }
 
 export interface ProofResult {

@@ -47,7 +47,8 @@ describe('the issue workflow on the real Temporal server, Docker engine and git'
       expect(waiting.proof).toHaveLength(1);
       expect(waiting.proof[0]!.passed).toBe(true);
       expect(waiting.proof[0]!.changedFiles.sort()).toEqual(['src/shout.js', 'test/shout.test.js']);
-      expect((await world.tracker.fetchIssuesByIds([id]))[0]!.state).toBe('Human Review');
+      // The tracker write follows the phase change by a moment.
+      await world.waitUntil(async () => (await world.tracker.fetchIssuesByIds([id]))[0]!.state === 'Human Review', 'the issue is in review', 10_000);
       // Nothing lands while the run waits for a person.
       await new Promise((resolve) => setTimeout(resolve, 1500));
       expect(await world.remoteLog()).toBe(before);
@@ -249,6 +250,33 @@ describe('agent sessions: resume from checkpoint, token budget', () => {
         expect(status.phase).toBe('Failed');
         expect(status.lastError).toMatch(/token budget exhausted: \d+ of model.budget_tokens 900 used/);
         expect(world.modelRequests.length).toBeLessThan(SHOUT.length);
+      });
+    } finally {
+      await world.close();
+    }
+  });
+});
+
+describe('proof evidence', () => {
+  it('keeps the test reports a check writes, next to its output, by reference', async () => {
+    const world = await World.create({
+      extraContract: [
+        'proof:',
+        '  commands:',
+        String.raw`    - { name: tests, run: 'npm test && mkdir -p reports && printf "<testsuites tests=\"5\" failures=\"0\"/>" > reports/junit.xml', timeout_ms: 120000 }`,
+      ].join('\n'),
+    });
+    try {
+      const id = world.id('reports');
+      await world.addIssue({ identifier: id, title: 'Add shout' }, SHOUT);
+      await world.run(async () => {
+        const handle = await world.start(id);
+        const waiting = await world.waitForPhase(handle, 'AwaitingApproval');
+        const check = waiting.proof[0]!.checks[0]!;
+        expect(check.reports?.map((report) => report.path)).toEqual(['reports/junit.xml']);
+        expect(await world.wired.deps.artifacts.getText(check.reports![0]!.ref)).toBe('<testsuites tests="5" failures="0"/>');
+        expect(await world.wired.deps.artifacts.getText(waiting.proof[0]!.walkthrough.ref)).toContain('reports: reports/junit.xml');
+        await handle.cancel();
       });
     } finally {
       await world.close();

@@ -10,7 +10,7 @@ import { issueStatus } from '../../lib/issue-client.ts';
 import { sandboxExists } from '../../lib/sandbox/container.ts';
 import { startFakeGitHub, type FakeGitHub } from '../fakes/github-server.ts';
 import { startFakeLinear, type FakeLinear } from '../fakes/linear-server.ts';
-import { World } from '../helpers/world.ts';
+import { World, historyText } from '../helpers/world.ts';
 
 const script = (file: string, slow = false) => ({
   turns: [
@@ -120,6 +120,15 @@ describe.each(adapters)('the scheduled poller against $name', (adapter) => {
         const comments = adapter.comments(id);
         expect(comments).toHaveLength(1);
         expect(comments[0]).toContain(`Landed ${id} as commit`);
+      }
+      // The tracker credential stays in the worker's environment: not in an issue run's or a poll's history.
+      const secret = Object.values(adapter.env)[0]!;
+      expect(historyText(await world.handle(ids.a).fetchHistory())).not.toContain(secret);
+      for await (const poll of world.client.workflow.list({ query: `WorkflowType = 'pollerWorkflow' AND TaskQueue = '${world.taskQueue}'` })) {
+        const history = historyText(await world.client.workflow.getHandle(poll.workflowId, poll.runId).fetchHistory());
+        expect(history).toContain(Object.keys(adapter.env)[0]!); // the $VAR reference travels, its value does not
+        expect(history).not.toContain(secret);
+        break;
       }
       // B's run started only after A had landed.
       const aClosed = (await world.handle(ids.a).describe()).closeTime!.getTime();
