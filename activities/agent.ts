@@ -107,14 +107,28 @@ export function createAgentActivities(deps: ActivityDeps) {
     }
     const resumedAtTurn = checkpoint ? turns : 0;
 
+    // Fencing: after a server outage a new attempt can start while this one still runs. The newest
+    // attempt owns the session; an older one stops before it asks the model or saves anything.
+    const leaseName = `${checkpointName}-lease`;
+    const attempt = context.info.attempt;
+    await deps.artifacts.setPointer(leaseName, { attempt });
+    const stillOwner = async () => {
+      const lease = await deps.artifacts.getPointer<{ attempt: number }>(leaseName);
+      if (lease && lease.attempt > attempt) {
+        throw ApplicationFailure.retryable(`attempt ${attempt} stopped: attempt ${lease.attempt} of the same session took over`, 'SupersededAttempt');
+      }
+    };
+
     const save = async () => {
+      await stillOwner();
       const stored = await deps.artifacts.putJson(transcript, 'transcript');
       await deps.artifacts.setPointer(checkpointName, { transcript: stored.ref, turns, tokens, summary } satisfies Checkpoint);
       return stored;
     };
 
     // Long tool calls (test runs) keep the heartbeat going so a live session is never taken for a stalled one.
-    const keepAlive = setInterval(() => context.heartbeat({ turns }), 5_000);
+    const beatEvery = Math.max(200, Math.min(5_000, (context.info.heartbeatTimeoutMs ?? 15_000) / 3));
+    const keepAlive = setInterval(() => context.heartbeat({ turns }), beatEvery);
     try {
       while (summary === null && turns < agent.maxTurns) {
         if (input.tokensBefore + tokens.total >= model.budgetTokens) {
@@ -124,6 +138,7 @@ export function createAgentActivities(deps: ActivityDeps) {
             'BudgetExhausted',
           );
         }
+        await stillOwner();
         const response = await deps.model.client.chat.completions
           .create(
             { model: model.name, messages: transcript, tools: AGENT_TOOLS, max_tokens: model.maxOutputTokens },

@@ -23,6 +23,7 @@ export interface LandInput {
 }
 
 export type LandResult =
+  /** `checks` is empty when the merged tree was the tree the proof had already tested. */
   | { outcome: 'landed'; commit: string; alreadyLanded: boolean; checks: ProofCheck[] }
   | { outcome: 'conflict'; files: string[] }
   | { outcome: 'checks_failed'; checks: ProofCheck[] };
@@ -68,10 +69,15 @@ export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<ty
       return { outcome: 'conflict', files };
     }
 
-    // The checks run again on exactly what will land.
+    // The checks run again on exactly what will land, unless that is byte for byte the tree the proof
+    // just tested (the target has not moved since the work branch left it).
     const checks: ProofCheck[] = [];
-    for (const command of proofConfig.commands.filter((c) => c.required)) {
-      checks.push(await proof.runProofCheck({ workflowId, contract, command, label: `${command.name} (merged)` }));
+    const mergedTree = (await shOk(sandbox, 'git rev-parse HEAD^{tree}')).trim();
+    const provenTree = (await shOk(sandbox, `git rev-parse ${input.workCommit}^{tree}`)).trim();
+    if (mergedTree !== provenTree) {
+      for (const command of proofConfig.commands.filter((c) => c.required)) {
+        checks.push(await proof.runProofCheck({ workflowId, contract, command, label: `${command.name} (merged)` }));
+      }
     }
     if (checks.some((check) => !check.passed)) {
       await restoreWorkBranch(sandbox, input.workBranch);

@@ -15,6 +15,11 @@ export interface ProvisionInput {
   workflowId: string;
   contract: Contract;
   workBranch: string;
+  /**
+   * Where the work branch must stand (the previous round's head). A reset run, or a run whose sandbox
+   * was lost, gets its workspace rebuilt or rewound to exactly this commit.
+   */
+  atCommit?: string | null;
 }
 
 export interface ProvisionResult {
@@ -89,6 +94,17 @@ export function createSandboxActivities(deps: ActivityDeps) {
         await removeContainer(deps.docker, workflowId);
         throw ApplicationFailure.nonRetryable(`hooks.after_create failed, so the new workspace was removed:\n${hook.output}`, 'HookFailed');
       }
+    }
+    if (input.atCommit) {
+      if ((await sh(sandbox, `git cat-file -e ${input.atCommit}^{commit}`)).exitCode !== 0) {
+        // Commits on the work branch only append, so the latest snapshot contains every earlier head.
+        const snapshot = await mirror.resolve(workSnapshotRef(workflowId));
+        if (!snapshot) throw ApplicationFailure.nonRetryable(`commit ${input.atCommit} of ${workBranch} is neither in the sandbox nor in the host mirror`, 'WorkLost');
+        await putFile(sandbox, TRANSFER_DIR, 'work.bundle', await mirror.bundle([workSnapshotRef(workflowId)]));
+        await shOk(sandbox, `git fetch --quiet ${TRANSFER_DIR}/work.bundle "${workSnapshotRef(workflowId)}:refs/cadenza/snapshot"`);
+      }
+      const head = (await shOk(sandbox, 'git rev-parse HEAD')).trim();
+      if (head !== input.atCommit) await shOk(sandbox, `git checkout --quiet --force -B ${workBranch} ${input.atCommit} && git clean -fdq`);
     }
     return { sandbox: handle.name, baseCommit, reattached: handle.reattached, restored };
   }

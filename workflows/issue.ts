@@ -9,6 +9,7 @@ import {
   CancellationScope,
   condition,
   isCancellation,
+  patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -267,9 +268,16 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
     let previousTranscript: string | null = null;
     let feedback: string | null = null;
     let failedProofRounds = 0;
+    let lastHead = provisioned.baseCommit;
     for (let round = 1; ; round++) {
       status.round = round;
       setPhase('Working');
+      // Each round starts from a sandbox that exists and stands at the previous round's head, so a
+      // reset to a round start (or a lost container) rebuilds or rewinds it. Patched: runs recorded
+      // before this change replay without it.
+      if (patched('sandbox-each-round')) {
+        await acts.provisionSandbox({ workflowId, contract, workBranch, atCommit: lastHead });
+      }
       if (undelivered.length) {
         feedback = [feedback, `New comments on the issue:\n${undelivered.map((c) => `- ${c.author}: ${c.body}`).join('\n')}`].filter(Boolean).join('\n\n');
         undelivered = [];
@@ -291,6 +299,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
 
       setPhase('Verifying');
       const { headCommit } = await acts.commitWork({ workflowId, contract, identifier: issue.identifier, title: issue.title, round, summary: session.summary });
+      lastHead = headCommit;
       const checks = [];
       for (const command of config.proof.commands) checks.push(await checkActs(command).runProofCheck({ workflowId, contract, command }));
       const proof = await acts.collectEvidence({

@@ -3,7 +3,8 @@
  * worker process finishes the run. Whatever the phase, the issue must land exactly once, keep one
  * workpad comment, leave no sandbox behind, and (mid-session) repeat no completed agent turn.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import type { WorkflowHandle } from '@temporalio/client';
@@ -23,7 +24,7 @@ const TIMING: Timing = { retryInitialIntervalMs: 300, heartbeatTimeoutMs: 4000, 
 /** Recovery from a kill outside the agent session waits for start-to-close (see the report), so allow for it. */
 const CASE_TIMEOUT = 420_000;
 
-// The required check sleeps, so Verifying and Landing (which runs it again on the merged tree) last long enough to be hit.
+// The required check sleeps, so Verifying and Landing (which runs it again when the target moved) last long enough to be hit.
 const CONTRACT = [
   'proof:',
   '  commands:',
@@ -238,6 +239,10 @@ describe('chaos: the worker process is SIGKILLed and a new one finishes the run 
   it('kill during Landing (while the required check runs again on the merged tree)', async () => {
     const { chaos, first } = await setUp('landing');
     await chaos.world.waitForPhase(chaos.handle, 'AwaitingApproval', 180_000);
+    // Someone else lands first, so the merged tree differs from the proven one and the checks run again.
+    const other = mkdtempSync(path.join(tmpdir(), 'cadenza-other-'));
+    await sh(other, `git clone -q ${chaos.world.remote} work && cd work && echo notes > NOTES.md && git add NOTES.md && git -c user.name=Other -c user.email=other@example.invalid commit -qm "Someone else's change" && git push -q origin main`);
+    rmSync(other, { recursive: true, force: true });
     const before = await chaos.world.remoteLog();
     await approve(chaos.handle, 'alice');
     await chaos.world.waitForPhase(chaos.handle, 'Landing', 60_000);

@@ -46,6 +46,8 @@ export interface WorldOptions {
   contractFor?: (prefix: string) => Promise<string>;
   /** With `modelKey`: put something (a failing proxy) between the worker and the model server. */
   wrapModelUrl?: (url: string) => Promise<string>;
+  /** Another Temporal frontend than the run's shared test server (a test that restarts its own server). */
+  temporalAddress?: string;
 }
 
 export class World {
@@ -66,6 +68,8 @@ export class World {
   wired!: WorkerDeps;
   /** The OpenAI-wire server standing in for a real model endpoint (with `modelKey`). */
   externalModel?: ScriptedModel;
+  /** The Temporal frontend this world's clients and workers use. */
+  temporalAddress!: string;
   private connection!: Connection;
   private nativeConnection!: NativeConnection;
 
@@ -76,6 +80,7 @@ export class World {
   }
 
   private async init(options: WorldOptions) {
+    this.temporalAddress = options.temporalAddress ?? inject('temporalAddress');
     const seed = path.join(this.root, 'seed');
     cpSync(path.join(projectRoot, 'demo', 'repo'), seed, { recursive: true });
     await sh(seed, 'git init -q -b main && git add -A && git -c user.name=Seed -c user.email=seed@example.invalid commit -qm "textkit: initial import"');
@@ -101,10 +106,10 @@ export class World {
       Object.assign(env, { OPENAI_API_KEY: options.modelKey, OPENAI_BASE_URL: url });
     }
     this.contract = loadContract(this.workflowFile, env);
-    this.wired = await createDeps({ stateDir: this.state, scriptsDir: this.scripts, env, log: () => {}, temporalAddress: inject('temporalAddress') });
-    this.connection = await Connection.connect({ address: inject('temporalAddress') });
+    this.wired = await createDeps({ stateDir: this.state, scriptsDir: this.scripts, env, log: () => {}, temporalAddress: this.temporalAddress });
+    this.connection = await Connection.connect({ address: this.temporalAddress });
     this.client = new Client({ connection: this.connection });
-    this.nativeConnection = await NativeConnection.connect({ address: inject('temporalAddress') });
+    this.nativeConnection = await NativeConnection.connect({ address: this.temporalAddress });
   }
 
   /** Runs `body` while a fresh worker (wired as in production) serves this world's task queue. */
@@ -186,7 +191,7 @@ export class World {
   async recordHistory(handle: WorkflowHandle, name: string): Promise<void> {
     const folder = process.env.CADENZA_RECORD_HISTORIES;
     if (!folder) return;
-    const result = await run(inject('temporalCli'), ['workflow', 'show', '--workflow-id', handle.workflowId, '--output', 'json', '--address', inject('temporalAddress')]);
+    const result = await run(inject('temporalCli'), ['workflow', 'show', '--workflow-id', handle.workflowId, '--output', 'json', '--address', this.temporalAddress]);
     if (result.code !== 0) throw new Error(`could not export the history of ${handle.workflowId}: ${result.stderr}`);
     mkdirSync(folder, { recursive: true });
     writeFileSync(path.join(folder, `${name}.json`), result.stdout);
