@@ -11,9 +11,9 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { dockerClient } from '../../infra/docker.ts';
 import { approve } from '../../lib/issue-client.ts';
 import { sandboxExists } from '../../lib/sandbox/container.ts';
-import { volumeName } from '../../lib/sandbox/names.ts';
 import type { ScriptTurn } from '../../lib/scripted-model/index.ts';
-import { approveLandingSignal, WORKPAD_MARKER, type IssueWorkflowResult, type Timing } from '../../workflows/definitions.ts';
+import { approveLandingSignal, type IssueWorkflowResult, type Timing } from '../../workflows/definitions.ts';
+import { expectLandedExactlyOnce as landedExactlyOnce } from '../helpers/chaos.ts';
 import { sh, World } from '../helpers/world.ts';
 import { startWorkerProcess, type WorkerProcess } from '../helpers/worker-process.ts';
 
@@ -134,35 +134,10 @@ async function waitUntil(probe: () => Promise<boolean> | boolean, what: string, 
   throw new Error(`timed out waiting until ${what}`);
 }
 
-async function volumeExists(workflowId: string): Promise<boolean> {
-  return docker.getVolume(volumeName(workflowId)).inspect().then(
-    () => true,
-    (error: { statusCode?: number }) => {
-      if (error.statusCode === 404) return false;
-      throw error;
-    },
-  );
-}
-
-/** The run ended Done, landed once, kept one workpad, and left no sandbox. */
+/** The shared "landed exactly once" check, with this case's turns in the log. */
 async function expectLandedExactlyOnce(chaos: Chaos): Promise<IssueWorkflowResult> {
-  const { world, id, title, handle } = chaos;
-  const started = Date.now();
-  const result = (await handle.result()) as IssueWorkflowResult;
-  console.info(`[chaos] ${id}: finished ${Date.now() - started} ms after waiting for the result; turns ${JSON.stringify(chaos.turns())}`);
-  expect(result.phase).toBe('Done');
-
-  const subjects = (await sh(world.remote, 'git log --format=%s main')).split('\n');
-  expect(subjects.filter((subject) => subject === `Land ${id}: ${title}`)).toHaveLength(1);
-  expect(result.landedCommit).toBe(await sh(world.remote, 'git rev-parse main'));
-
-  const workpads = (await world.tracker.listComments(id)).filter((comment) => comment.body.startsWith(WORKPAD_MARKER));
-  expect(workpads).toHaveLength(1);
-  expect(workpads[0]!.body).toContain(`Landed ${id} as commit \`${result.landedCommit}\``);
-  expect((await world.tracker.fetchIssuesByIds([id]))[0]!.state).toBe('Done');
-
-  expect(await sandboxExists(docker, handle.workflowId)).toBe(false);
-  expect(await volumeExists(handle.workflowId)).toBe(false);
+  const result = await landedExactlyOnce(chaos.world, chaos.handle, chaos.id, chaos.title);
+  console.info(`[chaos] ${chaos.id}: turns ${JSON.stringify(chaos.turns())}`);
   return result;
 }
 
