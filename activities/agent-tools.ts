@@ -3,7 +3,7 @@
  * A tool failure becomes a message to the agent, never an activity failure.
  */
 import type OpenAI from 'openai';
-import { REPO_DIR, WorkspaceError, confine, readWorkspaceFile, sh, writeWorkspaceFile, type Sandbox } from '../lib/sandbox/workspace.ts';
+import { WorkspaceError, confine, readWorkspaceFile, sh, writeWorkspaceFile, type Sandbox } from '../lib/sandbox/workspace.ts';
 
 const SHELL_DEFAULT_TIMEOUT_MS = 120_000;
 const SHELL_MAX_TIMEOUT_MS = 600_000;
@@ -98,5 +98,3 @@ export async function runTool(sandbox: Sandbox, name: string, rawArguments: stri
     throw error;
   }
 }
-
-export { REPO_DIR };

@@ -1,112 +1,25 @@
 /**
- * The Cadenza worker as its own OS process (`tsx workers/worker.ts`), wired by environment only, and
- * its memory: tsx runs the worker in a child node process, so the whole process tree is sampled.
+ * The worker process for benchmarks (the shared `workers/spawn.ts`, killed on Ctrl-C too) and its
+ * memory: tsx runs the worker in a child node process, so the whole process tree is sampled.
  */
-import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import path from 'node:path';
-import { projectRoot } from '../../infra/paths.ts';
+import { startWorkerProcess as spawnWorker, type WorkerProcess, type WorkerProcessOptions } from '../../workers/spawn.ts';
 import { onCleanup } from './common.ts';
 
-export interface WorkerProcessOptions {
-  temporalAddress: string;
-  taskQueue: string;
-  stateDir: string;
-  scriptsDir: string;
-  /** The scripted model appends one JSON line per request here. */
-  requestLog: string;
-  readyTimeoutMs?: number;
-}
-
-export interface WorkerProcess {
-  pid: number;
-  spawnedAt: number;
-  /** When it said it polls the task queue (epoch ms). */
-  readyAt: number;
-  output(): string;
-  readonly exited: boolean;
-  /** SIGKILL to the whole process group (tsx and the node child); resolves once it exited. */
-  kill(): Promise<void>;
-}
-
-const READY_LINE = 'worker polling task queue';
-const OUTPUT_KEEP = 64 * 1024;
+export type { WorkerProcess } from '../../workers/spawn.ts';
 
 export async function startWorkerProcess(options: WorkerProcessOptions): Promise<WorkerProcess> {
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    CADENZA_TEMPORAL_ADDRESS: options.temporalAddress,
-    CADENZA_TASK_QUEUE: options.taskQueue,
-    CADENZA_STATE_DIR: options.stateDir,
-    CADENZA_SCRIPTS_DIR: options.scriptsDir,
-    CADENZA_MODEL_REQUEST_LOG: options.requestLog,
-  };
-  delete env.OPENAI_API_KEY;
-  delete env.OPENAI_BASE_URL;
-  delete env.CADENZA_NAMESPACE;
-
-  const spawnedAt = Date.now();
-  const child = spawn(path.join(projectRoot, 'node_modules', '.bin', 'tsx'), ['workers/worker.ts'], {
-    cwd: projectRoot,
-    env,
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  if (child.pid === undefined) throw new Error('the worker process did not start');
-  const pid = child.pid;
-  let output = '';
-  let exited = false;
-  const exit = new Promise<void>((resolve) => child.once('exit', () => {
-    exited = true;
-    resolve();
-  }));
-  const append = (chunk: Buffer) => {
-    output = (output + chunk.toString()).slice(-OUTPUT_KEEP);
-  };
-  child.stdout?.on('data', append);
-  child.stderr?.on('data', append);
-
-  const kill = async () => {
-    try {
-      process.kill(-pid, 'SIGKILL');
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
-    }
-    await exit;
-    forget();
-  };
-  const forget = onCleanup(kill);
-
-  let readyAt = 0;
-  const ready = await new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), options.readyTimeoutMs ?? 120_000);
-    const check = () => {
-      if (!readyAt && output.includes(READY_LINE)) {
-        readyAt = Date.now();
-        clearTimeout(timer);
-        resolve(true);
-      }
-    };
-    child.stdout?.on('data', check);
-    child.stderr?.on('data', check);
-    void exit.then(() => {
-      clearTimeout(timer);
-      resolve(false);
-    });
-  });
-  if (!ready) {
-    await kill();
-    throw new Error(`the worker process did not start polling:\n${output.slice(-4000)}`);
-  }
+  const worker = await spawnWorker(options);
+  const forget = onCleanup(() => worker.kill());
   return {
-    pid,
-    spawnedAt,
-    readyAt,
-    output: () => output,
+    ...worker,
     get exited() {
-      return exited;
+      return worker.exited;
     },
-    kill,
+    kill: async () => {
+      await worker.kill();
+      forget();
+    },
   };
 }
 

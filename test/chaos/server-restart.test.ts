@@ -29,7 +29,7 @@ import { freePort, startDevServer, stopDevServer, temporalAnswers } from '../../
 import type { ScriptTurn } from '../../lib/scripted-model/index.ts';
 import type { Timing } from '../../workflows/definitions.ts';
 import { expectLandedExactlyOnce, loggedRequests, retriedSessionAttempts, waitUntil } from '../helpers/chaos.ts';
-import { startWorkerProcess, type WorkerProcess } from '../helpers/worker-process.ts';
+import { startWorkerProcess, type WorkerProcess } from '../../workers/spawn.ts';
 import { World } from '../helpers/world.ts';
 
 const CONTRACT = [

@@ -5,11 +5,11 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { issueStatus } from '../../lib/issue-client.ts';
-import type { ScriptTurn } from '../../lib/scripted-model/index.ts';
 import { WORKPAD_MARKER, type Timing } from '../../workflows/definitions.ts';
 import { startStallingProxy, type StallingProxy } from '../fakes/stalling-proxy.ts';
 import { retriedSessionAttempts } from '../helpers/chaos.ts';
 import { World } from '../helpers/world.ts';
+import { SHOUT } from '../fixtures/scripts.ts';
 
 const STALL_MS = 3000;
 /**
@@ -19,18 +19,6 @@ const STALL_MS = 3000;
  * session alive, so what ends the stalled request here is the request timeout = the stall window.
  */
 const TIMING: Timing = { retryInitialIntervalMs: 300, heartbeatTimeoutMs: 8000, activityStartToCloseMs: 120_000 };
-
-const SHOUT: ScriptTurn[] = [
-  { tool_calls: [{ name: 'read_file', arguments: { path: 'src/index.js' } }] },
-  {
-    tool_calls: [
-      { name: 'write_file', arguments: { path: 'src/shout.js', content: "export function shout(text) {\n  return `${text.toUpperCase()}!`;\n}\n" } },
-      { name: 'write_file', arguments: { path: 'test/shout.test.js', content: "import test from 'node:test';\nimport assert from 'node:assert/strict';\nimport { shout } from '../src/shout.js';\n\ntest('shout', () => assert.equal(shout('hi'), 'HI!'));\n" } },
-    ],
-  },
-  { tool_calls: [{ name: 'run_shell', arguments: { command: 'npm test' } }] },
-  { tool_calls: [{ name: 'finish', arguments: { summary: 'Added shout() with a test; npm test passes.' } }] },
-];
 
 const worlds: World[] = [];
 const proxies: StallingProxy[] = [];

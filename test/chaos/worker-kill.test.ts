@@ -15,7 +15,7 @@ import type { ScriptTurn } from '../../lib/scripted-model/index.ts';
 import { approveLandingSignal, type IssueWorkflowResult, type Timing } from '../../workflows/definitions.ts';
 import { expectLandedExactlyOnce as landedExactlyOnce } from '../helpers/chaos.ts';
 import { sh, World } from '../helpers/world.ts';
-import { startWorkerProcess, type WorkerProcess } from '../helpers/worker-process.ts';
+import { startWorkerProcess, type WorkerProcess } from '../../workers/spawn.ts';
 
 const docker = dockerClient();
 

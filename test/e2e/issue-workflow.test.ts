@@ -6,6 +6,7 @@ import { containerName, volumeName } from '../../lib/sandbox/names.ts';
 import { approveLandingSignal, rejectLandingSignal } from '../../workflows/definitions.ts';
 import { startFlakyProxy, type FlakyProxy } from '../fakes/flaky-proxy.ts';
 import { World, historyText, sh } from '../helpers/world.ts';
+import { SHOUT } from '../fixtures/scripts.ts';
 
 const docker = dockerClient();
 const gone = async (workflowId: string) => {
@@ -13,18 +14,6 @@ const gone = async (workflowId: string) => {
   const volume = await docker.getVolume(volumeName(workflowId)).inspect().then(() => false, () => true);
   return container && volume;
 };
-
-const SHOUT = [
-  { tool_calls: [{ name: 'read_file', arguments: { path: 'src/index.js' } }] },
-  {
-    tool_calls: [
-      { name: 'write_file', arguments: { path: 'src/shout.js', content: "export function shout(text) {\n  return `${text.toUpperCase()}!`;\n}\n" } },
-      { name: 'write_file', arguments: { path: 'test/shout.test.js', content: "import test from 'node:test';\nimport assert from 'node:assert/strict';\nimport { shout } from '../src/shout.js';\n\ntest('shout', () => assert.equal(shout('hi'), 'HI!'));\n" } },
-    ],
-  },
-  { tool_calls: [{ name: 'run_shell', arguments: { command: 'npm test' } }] },
-  { tool_calls: [{ name: 'finish', arguments: { summary: 'Added shout() with a test; npm test passes.' } }] },
-];
 
 describe('the issue workflow on the real Temporal server, Docker engine and git', () => {
   const SECRET = 'sk-cadenza-test-0123456789-DO-NOT-LEAK';

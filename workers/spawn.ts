@@ -1,10 +1,11 @@
 /**
- * The Cadenza worker as a separate OS process (`tsx workers/worker.ts`), wired to a test World by
- * environment only, as an operator would run it. Chaos tests kill it with SIGKILL and start another.
+ * The Cadenza worker as its own OS process (`tsx workers/worker.ts`), wired by environment only, as an
+ * operator runs it. Chaos tests kill it with SIGKILL and start another; benchmarks time and measure it.
+ * Without OPENAI_API_KEY in its environment it runs the scripted model and logs each request.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { projectRoot } from '../../infra/paths.ts';
+import { projectRoot } from '../infra/paths.ts';
 
 export interface WorkerProcessOptions {
   temporalAddress: string;
@@ -13,23 +14,24 @@ export interface WorkerProcessOptions {
   scriptsDir: string;
   /** The scripted model appends one JSON line per request here. */
   requestLog: string;
-  /** How long to wait for the worker to say it is polling. */
   readyTimeoutMs?: number;
 }
 
 export interface WorkerProcess {
-  readonly pid: number;
-  /** Everything the process wrote to stdout and stderr so far. */
+  pid: number;
+  spawnedAt: number;
+  /** When it said it polls the task queue (epoch ms). */
+  readyAt: number;
   output(): string;
-  /** True once the process has exited (for whatever reason). */
   readonly exited: boolean;
-  /** SIGKILL to the whole process group (tsx and the node child it runs), then waits for the exit. */
+  /** SIGKILL to the whole process group (tsx and the node child); resolves once it exited. */
   kill(): Promise<void>;
 }
 
 const READY_LINE = 'worker polling task queue';
+const OUTPUT_KEEP = 64 * 1024;
 
-/** Starts a worker process and resolves once it polls the task queue. */
+/** Starts a worker process and resolves once it polls its task queue (killing it if it never does). */
 export async function startWorkerProcess(options: WorkerProcessOptions): Promise<WorkerProcess> {
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -39,27 +41,30 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
     CADENZA_SCRIPTS_DIR: options.scriptsDir,
     CADENZA_MODEL_REQUEST_LOG: options.requestLog,
   };
-  // No key: the worker starts its own scripted model (and logs its requests).
   delete env.OPENAI_API_KEY;
   delete env.OPENAI_BASE_URL;
   delete env.CADENZA_NAMESPACE;
 
-  const child: ChildProcess = spawn(path.join(projectRoot, 'node_modules', '.bin', 'tsx'), ['workers/worker.ts'], {
+  const spawnedAt = Date.now();
+  const child = spawn(path.join(projectRoot, 'node_modules', '.bin', 'tsx'), ['workers/worker.ts'], {
     cwd: projectRoot,
     env,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  if (child.pid === undefined) throw new Error('the worker process did not start');
+  const pid = child.pid;
   let output = '';
   let exited = false;
   const exit = new Promise<void>((resolve) => child.once('exit', () => {
     exited = true;
     resolve();
   }));
-  child.stdout?.on('data', (chunk) => (output += chunk));
-  child.stderr?.on('data', (chunk) => (output += chunk));
-  if (child.pid === undefined) throw new Error('the worker process did not start');
-  const pid = child.pid;
+  const append = (chunk: Buffer) => {
+    output = (output + chunk.toString()).slice(-OUTPUT_KEEP);
+  };
+  child.stdout?.on('data', append);
+  child.stderr?.on('data', append);
 
   const kill = async () => {
     try {
@@ -70,10 +75,12 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
     await exit;
   };
 
+  let readyAt = 0;
   const ready = await new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), options.readyTimeoutMs ?? 60_000);
+    const timer = setTimeout(() => resolve(false), options.readyTimeoutMs ?? 120_000);
     const check = () => {
-      if (output.includes(READY_LINE)) {
+      if (!readyAt && output.includes(READY_LINE)) {
+        readyAt = Date.now();
         clearTimeout(timer);
         resolve(true);
       }
@@ -82,15 +89,17 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
     child.stderr?.on('data', check);
     void exit.then(() => {
       clearTimeout(timer);
-      resolve(output.includes(READY_LINE));
+      resolve(false);
     });
   });
-  if (!ready || exited) {
+  if (!ready) {
     await kill();
-    throw new Error(`the worker process did not start polling:\n${output}`);
+    throw new Error(`the worker process did not start polling:\n${output.slice(-4000)}`);
   }
   return {
     pid,
+    spawnedAt,
+    readyAt,
     output: () => output,
     get exited() {
       return exited;
