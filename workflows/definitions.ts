@@ -116,6 +116,29 @@ export interface Timing {
   retryInitialIntervalMs?: number;
   heartbeatTimeoutMs?: number;
   activityStartToCloseMs?: number;
+  /** Continue as new between rounds once the run's history has this many events (default 500). */
+  continueAsNewAfterEvents?: number;
+  /** ... or this many bytes (default 1 MiB). Temporal also suggests it on its own limits. */
+  continueAsNewAfterBytes?: number;
+}
+
+/**
+ * What a run hands to its continuation when it continues as new between rounds: enough to carry on
+ * at the start of `round` as if nothing happened. References only, like the rest of history.
+ */
+export interface CarriedState {
+  round: number;
+  status: IssueStatus;
+  baseCommit: string;
+  /** The head of the previous round's work: the next round's sandbox stands there. */
+  lastHead: string;
+  previousTranscript: string | null;
+  feedback: string | null;
+  failedProofRounds: number;
+  /** The workpad's log so far, and the latest proof shown on it. */
+  events: string[];
+  latestProof: string | null;
+  undelivered: IssueStatus['comments'];
 }
 
 export interface IssueWorkflowInput {
@@ -123,6 +146,8 @@ export interface IssueWorkflowInput {
   /** The validated contract this run keeps for its whole life. Secrets are references only. */
   contract: Contract;
   timing?: Timing;
+  /** Set only on a continuation: where the previous run of this workflow left off. */
+  carried?: CarriedState;
 }
 
 export interface IssueWorkflowResult {

@@ -8,6 +8,8 @@ import {
   ApplicationFailure,
   CancellationScope,
   condition,
+  ContinueAsNew,
+  continueAsNew,
   isCancellation,
   patched,
   proxyActivities,
@@ -33,6 +35,7 @@ import {
   trackerUpdateSignal,
   WORKPAD_MARKER,
   type ApproveLanding,
+  type CarriedState,
   type IssueStatus,
   type IssueWorkflowInput,
   type IssueWorkflowResult,
@@ -74,14 +77,17 @@ function failureFeedback(proof: ProofResult, round: number): string {
   ].join('\n');
 }
 
+/** A continuation shows the latest proofs in its status; older ones are in earlier runs' histories. */
+const PROOFS_CARRIED = 5;
+
 export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWorkflowResult> {
-  const { issue, contract } = input;
+  const { issue, contract, carried } = input;
   const config = contract.config;
   const timing = input.timing ?? {};
   const { workflowId } = workflowInfo();
   const workBranch = sanitizeBranch(issue.branch_name ?? `cadenza/${issue.identifier}`);
 
-  const status: IssueStatus = {
+  const status: IssueStatus = carried ? { ...carried.status, workflowId } : {
     workflowId,
     issue: issue.identifier,
     title: issue.title,
@@ -103,7 +109,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
   };
   let pending: IssueStatus['decision'] = null;
   /** Human comments not yet handed to the agent. */
-  let undelivered: IssueStatus['comments'] = [];
+  let undelivered: IssueStatus['comments'] = carried?.undelivered ?? [];
   /** The scope of the running agent session, cancelled when the issue leaves the active states. */
   let agentScope: CancellationScope | null = null;
   const lower = (values: string[]) => values.map((value) => value.toLowerCase());
@@ -202,8 +208,8 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
     }
   };
   // One workpad comment per issue, rewritten as the run moves: phase, latest proof, and a log.
-  const events: string[] = [];
-  let latestProof: string | null = null;
+  const events: string[] = carried?.events ?? [];
+  let latestProof: string | null = carried?.latestProof ?? null;
   const renderWorkpad = () => [
     WORKPAD_MARKER,
     `### Cadenza workpad: ${issue.identifier}`,
@@ -256,20 +262,45 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
     { key: issueKey, value: issue.identifier },
     { key: repoKey, value: config.repo.url },
   ]);
-  upsertMemo({ title: issue.title, url: issue.url });
-  setPhase('Provisioning');
+  upsertMemo({ title: issue.title, url: issue.url, ...(status.model ? { model: status.model } : {}) });
+  setPhase(carried ? 'Working' : 'Provisioning');
+
+  // Set once this run hands over to its continuation: then the sandbox stays for the next run.
+  let continuing = false;
+  const { continueAsNewAfterEvents = 500, continueAsNewAfterBytes = 1024 * 1024 } = timing;
+  const historyIsLong = () => {
+    const info = workflowInfo();
+    return info.continueAsNewSuggested || info.historyLength >= continueAsNewAfterEvents || info.historySize >= continueAsNewAfterBytes;
+  };
 
   try {
-    const provisioned = await acts.provisionSandbox({ workflowId, contract, workBranch });
-    status.sandbox = provisioned.sandbox;
-    await moveTo(config.tracker.inProgressState);
-    await comment(`Cadenza started working on ${issue.identifier} (workflow \`${workflowId}\`, branch \`${workBranch}\`).`);
-
+    let baseCommit: string;
     let previousTranscript: string | null = null;
     let feedback: string | null = null;
     let failedProofRounds = 0;
-    let lastHead = provisioned.baseCommit;
-    for (let round = 1; ; round++) {
+    let lastHead: string;
+    if (carried) {
+      ({ baseCommit, lastHead, previousTranscript, feedback, failedProofRounds } = carried);
+    } else {
+      const provisioned = await acts.provisionSandbox({ workflowId, contract, workBranch });
+      status.sandbox = provisioned.sandbox;
+      await moveTo(config.tracker.inProgressState);
+      await comment(`Cadenza started working on ${issue.identifier} (workflow \`${workflowId}\`, branch \`${workBranch}\`).`);
+      baseCommit = lastHead = provisioned.baseCommit;
+    }
+
+    const firstRound = carried?.round ?? 1;
+    for (let round = firstRound; ; round++) {
+      // Between rounds, a long history is handed over to a fresh run of the same workflow id, so a
+      // run with many rounds never drags a huge history through replay. Nothing is in flight here.
+      if (round > firstRound && historyIsLong()) {
+        const handover: CarriedState = {
+          round, status: { ...status, proof: status.proof.slice(-PROOFS_CARRIED) }, baseCommit, lastHead,
+          previousTranscript, feedback, failedProofRounds, events, latestProof, undelivered,
+        };
+        continuing = true;
+        await continueAsNew<typeof issueWorkflow>({ ...input, carried: handover });
+      }
       status.round = round;
       setPhase('Working');
       // Each round starts from a sandbox that exists and stands at the previous round's head, so a
@@ -304,7 +335,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
       for (const command of config.proof.commands) checks.push(await checkActs(command).runProofCheck({ workflowId, contract, command }));
       const proof = await acts.collectEvidence({
         workflowId, contract, identifier: issue.identifier, title: issue.title, round,
-        baseCommit: provisioned.baseCommit, headCommit, checks, agentSummary: session.summary, tokens: status.tokens, model: session.model,
+        baseCommit, headCommit, checks, agentSummary: session.summary, tokens: status.tokens, model: session.model,
       });
       status.proof.push(proof);
       latestProof = proof.summary.ref;
@@ -359,6 +390,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
       return { phase: 'Done', landedCommit: landed.commit, rounds: round, tokens: status.tokens };
     }
   } catch (error) {
+    if (error instanceof ContinueAsNew) throw error;
     if (isCancellation(error)) {
       setPhase('Cancelled');
       await CancellationScope.nonCancellable(() => comment(`Cadenza's run for ${issue.identifier} was cancelled in round ${status.round}; its sandbox was removed. Work so far is kept on branch \`${workBranch}\` of the run's snapshot.`));
@@ -369,6 +401,6 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
     await CancellationScope.nonCancellable(() => comment(`Cadenza's run for ${issue.identifier} failed: ${status.lastError}`));
     throw error;
   } finally {
-    await CancellationScope.nonCancellable(() => acts.removeSandbox({ workflowId, contract }));
+    if (!continuing) await CancellationScope.nonCancellable(() => acts.removeSandbox({ workflowId, contract }));
   }
 }
