@@ -52,29 +52,38 @@ export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<ty
 
     const sandbox = sandboxFor(deps, workflowId, contract);
     await putFile(sandbox, TRANSFER_DIR, 'target.bundle', await mirror.bundle([targetRef]));
-    await shOk(sandbox, `git fetch --quiet ${TRANSFER_DIR}/target.bundle "+${targetRef}:refs/remotes/origin/${landing.targetBranch}"`);
-    await shOk(sandbox, `git checkout --quiet -B ${LANDING_BRANCH} refs/remotes/origin/${landing.targetBranch}`);
     const message = [
       `Land ${input.identifier}: ${input.title}`,
       '',
       ...(input.approvedBy ? [`Approved-by: ${input.approvedBy}`] : ['Landed without approval (landing.require_approval: false)']),
       trailer,
     ].join('\n');
-    const merge = await sh(sandbox, `git -c core.hooksPath=/dev/null -c user.name="Cadenza" -c user.email=cadenza@cadenza.invalid merge --no-ff -m "$MESSAGE" ${input.workCommit}`, { env: { MESSAGE: message } });
-    if (merge.exitCode !== 0) {
-      const files = (await sh(sandbox, 'git diff --name-only --diff-filter=U')).stdout.split('\n').filter(Boolean);
-      await sh(sandbox, 'git merge --abort');
+    // One exec: the target in, a landing branch on it, the merge, and either the two trees to compare
+    // or the conflicted files and git's own words.
+    const mergeLog = `${TRANSFER_DIR}/out/merge.log`;
+    const attempt = (await shOk(sandbox, [
+      'set -e',
+      `git fetch --quiet ${TRANSFER_DIR}/target.bundle "+${targetRef}:refs/remotes/origin/${landing.targetBranch}"`,
+      `git checkout --quiet -B ${LANDING_BRANCH} refs/remotes/origin/${landing.targetBranch}`,
+      `if git -c core.hooksPath=/dev/null -c user.name="Cadenza" -c user.email=cadenza@cadenza.invalid merge --no-ff -m "$MESSAGE" "$WORK" >"$LOG" 2>&1; then`,
+      '  echo merged; git rev-parse "HEAD^{tree}" "$WORK^{tree}"',
+      'else',
+      '  echo failed; git diff --name-only --diff-filter=U',
+      'fi',
+    ].join('\n'), { env: { MESSAGE: message, WORK: input.workCommit, LOG: mergeLog } })).trim().split('\n');
+    if (attempt[0] !== 'merged') {
+      const files = attempt.slice(1).filter(Boolean);
+      const said = (await sh(sandbox, `cat -- ${mergeLog}; git merge --abort`)).stdout.trim();
       await restoreWorkBranch(sandbox, input.workBranch);
-      if (files.length === 0) throw new Error(`git merge failed: ${(merge.stderr || merge.stdout).trim()}`);
+      if (files.length === 0) throw new Error(`git merge failed: ${said}`);
       return { outcome: 'conflict', files };
     }
 
     // The checks run again on exactly what will land, unless that is byte for byte the tree the proof
     // just tested (the target has not moved since the work branch left it).
     const checks: ProofCheck[] = [];
-    const mergedTree = (await shOk(sandbox, 'git rev-parse HEAD^{tree}')).trim();
-    const provenTree = (await shOk(sandbox, `git rev-parse ${input.workCommit}^{tree}`)).trim();
-    if (mergedTree !== provenTree) {
+    const [, mergedTree, provenTree] = attempt;
+    if (!mergedTree || mergedTree !== provenTree) {
       for (const command of proofConfig.commands.filter((c) => c.required)) {
         checks.push(await proof.runProofCheck({ workflowId, contract, command, label: `${command.name} (merged)` }));
       }
@@ -84,9 +93,9 @@ export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<ty
       return { outcome: 'checks_failed', checks };
     }
 
-    await shOk(sandbox, `git bundle create --quiet ${TRANSFER_DIR}/out/landing.bundle ${LANDING_BRANCH}`);
+    // The bundle is a file, so the sandbox goes back to the work branch in the same exec.
+    await shOk(sandbox, `git bundle create --quiet ${TRANSFER_DIR}/out/landing.bundle ${LANDING_BRANCH} && ${restoreCommand(input.workBranch)}`);
     const mergeCommit = await mirror.fetchBundle(await getFile(sandbox, `${TRANSFER_DIR}/out/landing.bundle`), `refs/heads/${LANDING_BRANCH}`, `refs/cadenza/landing/${input.identifier}`);
-    await restoreWorkBranch(sandbox, input.workBranch);
     try {
       await mirror.push(mergeCommit, landing.targetBranch);
     } catch (error) {
@@ -96,8 +105,9 @@ export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<ty
     return { outcome: 'landed', commit: mergeCommit, alreadyLanded: false, checks };
   }
 
+  const restoreCommand = (workBranch: string) => `git checkout --quiet --force ${workBranch} && git clean -fdq`;
   async function restoreWorkBranch(sandbox: ReturnType<typeof sandboxFor>, workBranch: string) {
-    await shOk(sandbox, `git checkout --quiet --force ${workBranch} && git clean -fdq`);
+    await shOk(sandbox, restoreCommand(workBranch));
   }
 
   return { landChange };

@@ -3,6 +3,7 @@
  * contract's checks as their own activities, and stores the evidence (outputs, diff, changed files,
  * tokens, a walkthrough) in the artifact store. History keeps references only.
  */
+import { randomUUID } from 'node:crypto';
 import type { Contract, ProofCommand } from '../lib/contract/index.ts';
 import { TRANSFER_DIR, getFile, sh, shOk } from '../lib/sandbox/workspace.ts';
 import type { ArtifactRef, ProofCheck, ProofResult, TokenUsage } from '../workflows/definitions.ts';
@@ -42,19 +43,23 @@ export function createProofActivities(deps: ActivityDeps) {
   async function commitWork(input: CommitInput): Promise<{ headCommit: string; committed: boolean }> {
     const sandbox = sandboxFor(deps, input.workflowId, input.contract);
     const message = `${input.identifier}: ${input.title} (round ${input.round})\n\n${input.summary}\n\nCadenza-Workflow: ${input.workflowId}`;
-    const status = await shOk(sandbox, 'git status --porcelain');
-    let committed = false;
-    if (status.trim()) {
-      await shOk(sandbox, 'git add -A && git -c core.hooksPath=/dev/null -c user.name="Cadenza Agent" -c user.email=agent@cadenza.invalid commit --quiet --no-verify -F -', { stdin: message });
-      committed = true;
-    }
-    const headCommit = (await shOk(sandbox, 'git rev-parse HEAD')).trim();
     const mirror = deps.mirrors.get(input.contract.config.repo.url);
-    if (!(await mirror.resolve(headCommit)) || (await mirror.resolve(workSnapshotRef(input.workflowId))) !== headCommit) {
-      await shOk(sandbox, `git bundle create --quiet ${TRANSFER_DIR}/out/work.bundle HEAD`);
+    const snapshot = (await mirror.resolve(workSnapshotRef(input.workflowId))) ?? 'none';
+    // One exec: commit if anything changed, report the head, bundle it unless the mirror has it already.
+    const out = await shOk(sandbox, [
+      'set -e',
+      'git add -A',
+      'if git diff --cached --quiet; then echo unchanged; else git -c core.hooksPath=/dev/null -c user.name="Cadenza Agent" -c user.email=agent@cadenza.invalid commit --quiet --no-verify -F -; echo committed; fi',
+      'HEAD_COMMIT=$(git rev-parse HEAD)',
+      'echo "$HEAD_COMMIT"',
+      `if [ "$HEAD_COMMIT" != "$SNAPSHOT" ]; then git bundle create --quiet ${TRANSFER_DIR}/out/work.bundle HEAD; echo bundled; fi`,
+    ].join('\n'), { stdin: message, env: { SNAPSHOT: snapshot } });
+    const [outcome, headCommit, bundled] = out.trim().split('\n');
+    if (!headCommit || !/^[0-9a-f]{40}$/.test(headCommit)) throw new Error(`commitWork could not read the work branch head: ${out.trim()}`);
+    if (bundled === 'bundled') {
       await mirror.fetchBundle(await getFile(sandbox, `${TRANSFER_DIR}/out/work.bundle`), 'HEAD', workSnapshotRef(input.workflowId));
     }
-    return { headCommit, committed };
+    return { headCommit, committed: outcome === 'committed' };
   }
 
   async function runProofCheck(input: { workflowId: string; contract: Contract; command: ProofCommand; label?: string }): Promise<ProofCheck> {
@@ -106,16 +111,27 @@ export function createProofActivities(deps: ActivityDeps) {
     model: string;
   }): Promise<ProofResult> {
     const sandbox = sandboxFor(deps, input.workflowId, input.contract);
-    const range = `${input.baseCommit}..${input.headCommit}`;
-    const diff = await sh(sandbox, `git diff ${range}`, { maxOutputBytes: DIFF_LIMIT });
-    const changedFiles = (await shOk(sandbox, `git diff --name-only ${range}`)).split('\n').filter(Boolean);
-    const stat = (await shOk(sandbox, `git diff --stat ${range}`)).trimEnd();
-    const log = (await shOk(sandbox, `git log --format='%h %s' ${range}`)).trimEnd();
+    // One exec for the whole picture, sections split by a line no diff can contain. The diff comes
+    // first: if it overflows the limit its start is cut, never the small sections after it. Then
+    // what the checks wrote (reports, build output), which is evidence, not part of the change, goes.
+    const separator = `@@cadenza-evidence-${randomUUID()}@@`;
+    const out = await shOk(sandbox, [
+      'set -e',
+      'git diff "$RANGE"',
+      'printf "\\n%s\\n" "$SEP"; git diff --name-only "$RANGE"',
+      'printf "\\n%s\\n" "$SEP"; git diff --stat "$RANGE"',
+      'printf "\\n%s\\n" "$SEP"; git log --format="%h %s" "$RANGE"',
+      'git checkout --quiet -- . && git clean -fdq',
+    ].join('\n'), { env: { RANGE: `${input.baseCommit}..${input.headCommit}`, SEP: separator }, maxOutputBytes: DIFF_LIMIT });
+    const sections = out.split(`\n${separator}\n`);
+    if (sections.length !== 4) throw new Error(`collectEvidence could not read git's output (${sections.length} sections)`);
+    const [diffText, names, statText, logText] = sections as [string, string, string, string];
+    const changedFiles = names.split('\n').filter(Boolean);
+    const stat = statText.trimEnd();
+    const log = logText.trimEnd();
     const passed = input.checks.every((check) => check.passed || !check.required);
-    // What the checks wrote (reports, build output) is evidence, not part of the change: back to the commit.
-    await shOk(sandbox, 'git checkout --quiet -- . && git clean -fdq');
 
-    const storedDiff = await deps.artifacts.put(diff.stdout, 'diff');
+    const storedDiff = await deps.artifacts.put(diffText, 'diff');
     const checkLines = input.checks.map(
       (check) =>
         `- ${check.passed ? 'PASS' : 'FAIL'} \`${check.name}\`${check.required ? '' : ' (optional)'}: exit ${check.exitCode}${check.timedOut ? ', timed out' : ''}, ${(check.durationMs / 1000).toFixed(1)} s (output ${check.output.ref})` +

@@ -3,6 +3,16 @@ import type { TrackerConfig } from '../lib/contract/index.ts';
 import { WORKPAD_MARKER } from '../workflows/definitions.ts';
 import type { ActivityDeps } from './deps.ts';
 
+export interface WorkpadInput {
+  tracker: TrackerConfig;
+  issueId: string;
+  commentId: string | null;
+  body: string;
+  proofRef: string | null;
+  /** Move the issue to this tracker state in the same activity (one round trip instead of two). */
+  state?: string;
+}
+
 export function createTrackerActivities(deps: ActivityDeps) {
   return {
     async trackerSetState(input: { tracker: TrackerConfig; issueId: string; state: string }): Promise<void> {
@@ -13,8 +23,10 @@ export function createTrackerActivities(deps: ActivityDeps) {
      * spliced in here so its text stays out of history. Finds an existing workpad by its marker, so a
      * retried first write never creates a second one.
      */
-    async updateWorkpad(input: { tracker: TrackerConfig; issueId: string; commentId: string | null; body: string; proofRef: string | null }): Promise<string> {
+    async updateWorkpad(input: WorkpadInput): Promise<string> {
       const tracker = deps.tracker(input.tracker);
+      // The state first: a retry after a failed comment write sets it again, which changes nothing.
+      if (input.state) await tracker.setState(input.issueId, input.state);
       const proof = input.proofRef ? await deps.artifacts.getText(input.proofRef) : '';
       const body = input.body.replace('{{proof}}', proof);
       let commentId = input.commentId;

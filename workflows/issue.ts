@@ -220,12 +220,21 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
     '#### Log',
     ...events.map((event) => `- ${event}`),
   ].join('\n');
-  const comment = (event: string) =>
+  /** Logs `event` on the workpad; with `state`, moves the issue there in the same activity. */
+  const comment = (event: string, state?: string) =>
     report(async () => {
       if (!events.includes(event)) events.push(event);
-      status.workpadCommentId = await trackerActs.updateWorkpad({ tracker: config.tracker, issueId: issue.id, commentId: status.workpadCommentId, body: renderWorkpad(), proofRef: latestProof });
+      status.workpadCommentId = await trackerActs.updateWorkpad({
+        tracker: config.tracker, issueId: issue.id, commentId: status.workpadCommentId, body: renderWorkpad(), proofRef: latestProof, ...(state ? { state } : {}),
+      });
     });
   const moveTo = (state: string) => report(() => trackerActs.trackerSetState({ tracker: config.tracker, issueId: issue.id, state }));
+  /** Moves the issue and logs the event: one activity on lean runs, two (in that order) on runs from before. */
+  const moveAndComment = async (state: string, event: string) => {
+    if (lean) return comment(event, state);
+    await moveTo(state);
+    await comment(event);
+  };
   const fail = (message: string, type: string) => {
     throw ApplicationFailure.create({ message, type, nonRetryable: true });
   };
@@ -245,7 +254,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
       agentScope = scope;
       try {
         return await scope.run(async () => {
-          await acts.runBeforeRunHook({ workflowId, contract });
+          if (!lean || config.hooks.beforeRun) await acts.runBeforeRunHook({ workflowId, contract });
           return agentActs.runAgentSession({ workflowId, issue, contract, ...session, tokensBefore: status.tokens.total });
         });
       } catch (error) {
@@ -258,6 +267,9 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
     }
   };
 
+  // Lean rounds: the first round's provisioning is the run's only one, hook activities run only when a
+  // hook is set, and tracker state moves ride on workpad writes. Runs started before keep their steps.
+  const lean = patched('lean-rounds');
   upsertSearchAttributes([
     { key: issueKey, value: issue.identifier },
     { key: repoKey, value: config.repo.url },
@@ -274,18 +286,18 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
   };
 
   try {
-    let baseCommit: string;
+    const started = `Cadenza started working on ${issue.identifier} (workflow \`${workflowId}\`, branch \`${workBranch}\`).`;
+    let baseCommit = '';
     let previousTranscript: string | null = null;
     let feedback: string | null = null;
     let failedProofRounds = 0;
-    let lastHead: string;
+    let lastHead = '';
     if (carried) {
       ({ baseCommit, lastHead, previousTranscript, feedback, failedProofRounds } = carried);
-    } else {
+    } else if (!lean) {
       const provisioned = await acts.provisionSandbox({ workflowId, contract, workBranch });
       status.sandbox = provisioned.sandbox;
-      await moveTo(config.tracker.inProgressState);
-      await comment(`Cadenza started working on ${issue.identifier} (workflow \`${workflowId}\`, branch \`${workBranch}\`).`);
+      await moveAndComment(config.tracker.inProgressState, started);
       baseCommit = lastHead = provisioned.baseCommit;
     }
 
@@ -302,11 +314,18 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
         await continueAsNew<typeof issueWorkflow>({ ...input, carried: handover });
       }
       status.round = round;
+      const firstProvisioning = lean && round === 1;
+      if (firstProvisioning) {
+        const provisioned = await acts.provisionSandbox({ workflowId, contract, workBranch });
+        status.sandbox = provisioned.sandbox;
+        baseCommit = lastHead = provisioned.baseCommit;
+        await moveAndComment(config.tracker.inProgressState, started);
+      }
       setPhase('Working');
       // Each round starts from a sandbox that exists and stands at the previous round's head, so a
       // reset to a round start (or a lost container) rebuilds or rewinds it. Patched: runs recorded
       // before this change replay without it.
-      if (patched('sandbox-each-round')) {
+      if (!firstProvisioning && patched('sandbox-each-round')) {
         await acts.provisionSandbox({ workflowId, contract, workBranch, atCommit: lastHead });
       }
       if (undelivered.length) {
@@ -314,7 +333,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
         undelivered = [];
       }
       const session = await runSession({ round, previousTranscript, feedback });
-      await acts.runAfterRunHook({ workflowId, contract });
+      if (!lean || config.hooks.afterRun) await acts.runAfterRunHook({ workflowId, contract });
       previousTranscript = session.transcript.ref;
       status.turns += session.turns;
       status.attempt = session.attempt;
@@ -340,7 +359,8 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
       status.proof.push(proof);
       latestProof = proof.summary.ref;
       const failedChecks = proof.checks.filter((check) => !check.passed).map((check) => `${check.name} exited ${check.exitCode}`);
-      await comment(`Cadenza proof for round ${round}: ${proof.passed ? 'passed' : 'FAILED'}${failedChecks.length ? ` (${failedChecks.join(', ')})` : ''}`);
+      const toReview = lean && proof.passed && config.landing.requireApproval;
+      await comment(`Cadenza proof for round ${round}: ${proof.passed ? 'passed' : 'FAILED'}${failedChecks.length ? ` (${failedChecks.join(', ')})` : ''}`, toReview ? config.tracker.reviewState : undefined);
       if (!proof.passed) {
         failedProofRounds += 1;
         if (failedProofRounds >= config.proof.maxRounds) {
@@ -355,7 +375,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
         pending = null;
         status.decision = null;
         setPhase('AwaitingApproval', `Approve: \`cadenza approve ${issue.identifier} --by <name>\` or signal \`approveLanding\` with {"by": "<name>"}. Reject with \`rejectLanding\` {"by", "feedback"}.`);
-        await moveTo(config.tracker.reviewState);
+        if (!toReview) await moveTo(config.tracker.reviewState);
         const decided = await condition(() => pending !== null, config.landing.approvalTimeoutMs);
         if (!decided || !pending) {
           fail(`no approval or rejection arrived within landing.approval_timeout_ms (${config.landing.approvalTimeoutMs} ms)`, 'ApprovalTimedOut');
@@ -363,9 +383,14 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
         const decision: NonNullable<IssueStatus['decision']> = pending!;
         status.decision = decision;
         if (decision.kind === 'rejected') {
-          await comment(`Landing rejected by ${decision.by}:\n\n> ${decision.text}\n\nCadenza starts round ${round + 1} with this feedback.`);
+          const rejected = `Landing rejected by ${decision.by}:\n\n> ${decision.text}\n\nCadenza starts round ${round + 1} with this feedback.`;
           feedback = `A reviewer (${decision.by}) rejected landing this change. Their feedback:\n\n${decision.text}\n\nAddress it, verify, and call finish again.`;
-          await moveTo(config.tracker.inProgressState);
+          if (lean) {
+            await comment(rejected, config.tracker.inProgressState);
+          } else {
+            await comment(rejected);
+            await moveTo(config.tracker.inProgressState);
+          }
           continue;
         }
         approvedBy = decision.by;
@@ -381,8 +406,8 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
         continue;
       }
       status.landedCommit = landed.commit;
-      await moveTo(config.tracker.doneState);
-      await comment(
+      await moveAndComment(
+        config.tracker.doneState,
         `Landed ${issue.identifier} as commit \`${landed.commit}\` on \`${config.landing.targetBranch}\` of ${config.repo.url}` +
           `${approvedBy ? `, approved by ${approvedBy}` : ''}${status.decision?.text ? ` ("${status.decision.text}")` : ''}.`,
       );
