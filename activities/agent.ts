@@ -11,7 +11,7 @@ import type { Issue } from '../lib/tracker/types.ts';
 import type { ArtifactRef, TokenUsage } from '../workflows/definitions.ts';
 import { AGENT_TOOLS, runTool } from './agent-tools.ts';
 import type { ActivityDeps } from './deps.ts';
-import { sandboxFor } from './sandbox.ts';
+import { reattach, sandboxFor } from './sandbox.ts';
 
 type Message = OpenAI.Chat.Completions.ChatCompletionMessageParam;
 
@@ -125,6 +125,10 @@ export function createAgentActivities(deps: ActivityDeps) {
       await deps.artifacts.setPointer(checkpointName, { transcript: stored.ref, turns, tokens, summary } satisfies Checkpoint);
       return stored;
     };
+
+    // A retried attempt may follow a Docker engine restart that stopped the sandbox: bring it back
+    // before asking the model, so a turn is not asked again only to find no sandbox to run it in.
+    if (summary === null && turns < agent.maxTurns) await reattach(deps, workflowId, contract);
 
     // Long tool calls (test runs) keep the heartbeat going so a live session is never taken for a stalled one.
     const beatEvery = Math.max(200, Math.min(5_000, (context.info.heartbeatTimeoutMs ?? 15_000) / 3));

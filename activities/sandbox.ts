@@ -4,7 +4,7 @@
  */
 import { ApplicationFailure } from '@temporalio/activity';
 import type { Contract } from '../lib/contract/index.ts';
-import { ensureSandbox, removeSandbox as removeContainer, sandboxExists } from '../lib/sandbox/container.ts';
+import { SandboxLostError, ensureSandbox, reattachSandbox, removeSandbox as removeContainer, sandboxExists } from '../lib/sandbox/container.ts';
 import { containerName, sandboxKey } from '../lib/sandbox/names.ts';
 import { REPO_DIR, TRANSFER_DIR, putFile, sh, shOk, type Sandbox } from '../lib/sandbox/workspace.ts';
 import type { ActivityDeps } from './deps.ts';
@@ -33,8 +33,32 @@ export interface ProvisionResult {
 /** The ref under which a run's work branch is kept in the host mirror, so a lost sandbox can be rebuilt. */
 export const workSnapshotRef = (workflowId: string) => `refs/cadenza/${sandboxKey(workflowId)}/work`;
 
+/**
+ * The run's sandbox for commands and file copies. A command that finds the container stopped or gone
+ * (the Docker engine restarted) re-attaches it first: every activity survives an engine restart.
+ */
 export function sandboxFor(deps: ActivityDeps, workflowId: string, contract: Contract): Sandbox {
-  return { docker: deps.docker, container: containerName(workflowId), user: contract.config.sandbox.user };
+  return {
+    docker: deps.docker,
+    container: containerName(workflowId),
+    user: contract.config.sandbox.user,
+    reattach: () => reattach(deps, workflowId, contract),
+  };
+}
+
+/**
+ * Makes sure the provisioned sandbox runs: a stopped container is started, a missing one is created
+ * again on its workspace volume. A lost workspace volume cannot be fixed by a retry.
+ */
+export async function reattach(deps: ActivityDeps, workflowId: string, contract: Contract): Promise<void> {
+  try {
+    const outcome = await reattachSandbox(deps.docker, workflowId, contract.config.sandbox);
+    if (outcome === 'started') deps.log?.(`sandbox ${containerName(workflowId)} had stopped (did the Docker engine restart?); started it again`);
+    if (outcome === 'recreated') deps.log?.(`sandbox ${containerName(workflowId)} was gone; created it again on its workspace volume`);
+  } catch (error) {
+    if (error instanceof SandboxLostError) throw ApplicationFailure.nonRetryable(error.message, 'WorkspaceLost');
+    throw error;
+  }
 }
 
 export function createSandboxActivities(deps: ActivityDeps) {

@@ -15,6 +15,8 @@ export interface WorkerProcessOptions {
   /** The scripted model appends one JSON line per request here. */
   requestLog: string;
   readyTimeoutMs?: number;
+  /** Set last, over the variables above: e.g. DOCKER_HOST for another Docker engine. */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface WorkerProcess {
@@ -44,6 +46,7 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
   delete env.OPENAI_API_KEY;
   delete env.OPENAI_BASE_URL;
   delete env.CADENZA_NAMESPACE;
+  Object.assign(env, options.env);
 
   const spawnedAt = Date.now();
   const child = spawn(path.join(projectRoot, 'node_modules', '.bin', 'tsx'), ['workers/worker.ts'], {

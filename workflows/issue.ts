@@ -186,7 +186,8 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
     },
   });
   const checkActs = (command: ProofCommand) =>
-    proxyActivities<Activities>({ startToCloseTimeout: command.timeoutMs + 60_000, heartbeatTimeout, retry: { initialInterval: 1_000, maximumAttempts: 3 } });
+    // Enough attempts to outlast a Docker engine restart (about half a minute of backoff).
+    proxyActivities<Activities>({ startToCloseTimeout: command.timeoutMs + 60_000, heartbeatTimeout, retry: { initialInterval: 1_000, maximumInterval: 16_000, maximumAttempts: 6 } });
   const landActs = proxyActivities<Activities>({
     startToCloseTimeout: timing.activityStartToCloseMs ?? 30 * 60_000,
     heartbeatTimeout,

@@ -53,40 +53,115 @@ export async function ensureSandbox(docker: Docker, workflowId: string, limits: 
   const existing = docker.getContainer(name);
   try {
     const info = await existing.inspect();
-    if (!info.State.Running) await existing.start();
+    if (!info.State.Running) await startContainer(existing);
     return { name, volume, id: info.Id, reattached: true, freshVolume };
   } catch (error) {
     if (!isNotFound(error)) throw error;
   }
 
   try {
-    const container = await docker.createContainer({
-      name,
-      Image: limits.image,
-      Cmd: ['sleep', 'infinity'],
-      User: limits.user,
-      WorkingDir: WORKSPACE,
-      Labels: { [MANAGED_LABEL]: 'true', [WORKFLOW_LABEL]: workflowId },
-      NetworkDisabled: true,
-      HostConfig: {
-        NetworkMode: 'none',
-        Init: true,
-        Memory: limits.memoryMb * 1024 * 1024,
-        MemorySwap: limits.memoryMb * 1024 * 1024,
-        NanoCpus: Math.round(limits.cpus * 1e9),
-        PidsLimit: limits.pidsLimit,
-        CapDrop: ['ALL'],
-        SecurityOpt: ['no-new-privileges'],
-        Mounts: [{ Type: 'volume', Source: volume, Target: WORKSPACE }],
-        Tmpfs: { '/tmp': 'rw,nosuid,nodev,size=256m' },
-      },
-    });
-    await container.start();
-    const info = await container.inspect();
-    return { name, volume, id: info.Id, reattached: false, freshVolume };
+    const id = await createContainer(docker, workflowId, limits);
+    return { name, volume, id, reattached: false, freshVolume };
   } catch (error) {
     // Two attempts racing to create the same sandbox: the loser re-attaches to the winner's.
     if (isConflict(error)) return ensureSandbox(docker, workflowId, limits);
+    throw error;
+  }
+}
+
+/** Starts a stopped container; one that is already running (a racing attempt started it) is fine. */
+async function startContainer(container: Docker.Container): Promise<void> {
+  await container.start().catch((error: { statusCode?: number }) => {
+    if (error.statusCode !== 304) throw error;
+  });
+}
+
+/** Creates and starts the issue's container on its workspace volume; returns the container id. */
+async function createContainer(docker: Docker, workflowId: string, limits: SandboxLimits): Promise<string> {
+  const container = await docker.createContainer({
+    name: containerName(workflowId),
+    Image: limits.image,
+    Cmd: ['sleep', 'infinity'],
+    User: limits.user,
+    WorkingDir: WORKSPACE,
+    Labels: { [MANAGED_LABEL]: 'true', [WORKFLOW_LABEL]: workflowId },
+    NetworkDisabled: true,
+    HostConfig: {
+      NetworkMode: 'none',
+      Init: true,
+      Memory: limits.memoryMb * 1024 * 1024,
+      MemorySwap: limits.memoryMb * 1024 * 1024,
+      NanoCpus: Math.round(limits.cpus * 1e9),
+      PidsLimit: limits.pidsLimit,
+      CapDrop: ['ALL'],
+      SecurityOpt: ['no-new-privileges'],
+      Mounts: [{ Type: 'volume', Source: volumeName(workflowId), Target: WORKSPACE }],
+      Tmpfs: { '/tmp': 'rw,nosuid,nodev,size=256m' },
+    },
+  });
+  await container.start();
+  return (await container.inspect()).Id;
+}
+
+/** The sandbox's workspace volume is gone, so the work in it since the last snapshot is gone too. */
+export class SandboxLostError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SandboxLostError';
+  }
+}
+
+/** True for errors that mean the Docker engine itself did not answer (down, restarting, socket gone). */
+export function engineUnreachable(error: unknown): boolean {
+  const { code, message } = error as { code?: string; message?: string };
+  return ['ENOENT', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE'].includes(code ?? '') || /socket hang up/i.test(message ?? '');
+}
+
+/** Where the client talks to the engine, for messages. */
+export function engineAddress(docker: Docker): string {
+  const modem = docker.modem as { socketPath?: string; host?: string; port?: string | number };
+  return modem.socketPath ? `unix://${modem.socketPath}` : `${modem.host ?? 'localhost'}:${modem.port ?? ''}`;
+}
+
+export type ReattachOutcome = 'running' | 'started' | 'recreated';
+
+/**
+ * Makes an already provisioned sandbox usable again after its container stopped or vanished (the
+ * Docker engine restarted or crashed): a stopped container is started, a missing one is created
+ * again on the surviving workspace volume. Nothing is rebuilt: without the volume the work since
+ * the last snapshot is gone, and that is reported (SandboxLostError) instead of hidden.
+ */
+export async function reattachSandbox(docker: Docker, workflowId: string, limits: SandboxLimits): Promise<ReattachOutcome> {
+  const name = containerName(workflowId);
+  const volume = volumeName(workflowId);
+  try {
+    try {
+      await docker.getVolume(volume).inspect();
+    } catch (error) {
+      if (!isNotFound(error)) throw error;
+      throw new SandboxLostError(`the workspace volume ${volume} of sandbox ${name} is gone (was the Docker engine's data removed?), so the uncommitted work in it is lost; the last snapshot of the work branch is still in the host mirror`);
+    }
+    const container = docker.getContainer(name);
+    try {
+      const info = await container.inspect();
+      if (info.State.Running) return 'running';
+      await startContainer(container);
+      return 'started';
+    } catch (error) {
+      if (!isNotFound(error)) throw error;
+    }
+    try {
+      await createContainer(docker, workflowId, limits);
+    } catch (error) {
+      // Another attempt re-created it first: make sure it runs.
+      if (!isConflict(error)) throw error;
+      await startContainer(container);
+    }
+    return 'recreated';
+  } catch (error) {
+    if (engineUnreachable(error)) {
+      throw new Error(`the Docker engine at ${engineAddress(docker)} does not answer (${(error as Error).message}), so sandbox ${name} cannot be re-attached`, { cause: error });
+    }
     throw error;
   }
 }

@@ -5,7 +5,7 @@
  */
 import { PassThrough } from 'node:stream';
 import type Docker from 'dockerode';
-import { WORKSPACE } from './container.ts';
+import { WORKSPACE, engineAddress, engineUnreachable } from './container.ts';
 
 export interface ExecOptions {
   /** Shell command, run by `sh -c`. */
@@ -30,6 +30,24 @@ export interface ExecResult {
 
 const TIMEOUT_EXIT = 124;
 
+/**
+ * The command could not start because the sandbox container is stopped or gone (e.g. the Docker
+ * engine restarted). Nothing ran, so it is safe to re-attach the sandbox and run it again.
+ */
+export class SandboxNotRunningError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SandboxNotRunningError';
+  }
+}
+
+/** The error of a failed engine call, saying what it was for and, when the engine is away, that it is. */
+function engineError(docker: Docker, containerName: string, doing: string, error: unknown): Error {
+  const message = (error as Error).message ?? String(error);
+  if (engineUnreachable(error)) return new Error(`the Docker engine at ${engineAddress(docker)} did not answer while ${doing} in sandbox ${containerName}: ${message}`, { cause: error });
+  return error as Error;
+}
+
 class TailBuffer {
   private chunks: Buffer[] = [];
   private size = 0;
@@ -52,16 +70,25 @@ export async function execInSandbox(docker: Docker, containerName: string, optio
   const seconds = Math.max(1, Math.ceil(options.timeoutMs / 1000));
   const started = performance.now();
   const container = docker.getContainer(containerName);
-  const exec = await container.exec({
-    Cmd: ['timeout', '--kill-after=2', String(seconds), 'sh', '-c', options.command],
-    AttachStdout: true,
-    AttachStderr: true,
-    AttachStdin: options.stdin !== undefined,
-    User: options.user,
-    WorkingDir: options.workdir ?? WORKSPACE,
-    Env: Object.entries(options.env ?? {}).map(([key, value]) => `${key}=${value}`),
+  const exec = await container
+    .exec({
+      Cmd: ['timeout', '--kill-after=2', String(seconds), 'sh', '-c', options.command],
+      AttachStdout: true,
+      AttachStderr: true,
+      AttachStdin: options.stdin !== undefined,
+      User: options.user,
+      WorkingDir: options.workdir ?? WORKSPACE,
+      Env: Object.entries(options.env ?? {}).map(([key, value]) => `${key}=${value}`),
+    })
+    .catch((error: { statusCode?: number; message?: string }) => {
+      const text = error.message ?? '';
+      if (error.statusCode === 409 && /not running|is paused|is restarting/i.test(text)) throw new SandboxNotRunningError(`sandbox container ${containerName} is not running: ${text}`);
+      if (error.statusCode === 404 && /no such container/i.test(text)) throw new SandboxNotRunningError(`sandbox container ${containerName} does not exist: ${text}`);
+      throw engineError(docker, containerName, 'starting a command', error);
+    });
+  const stream = await exec.start({ hijack: true, stdin: options.stdin !== undefined }).catch((error: unknown) => {
+    throw engineError(docker, containerName, 'starting a command', error);
   });
-  const stream = await exec.start({ hijack: true, stdin: options.stdin !== undefined });
   const stdout = new TailBuffer(cap);
   const stderr = new TailBuffer(cap);
   const outSink = new PassThrough();
@@ -87,7 +114,12 @@ export async function execInSandbox(docker: Docker, containerName: string, optio
     stream.on('close', () => { clearTimeout(timer); resolve(); });
     stream.on('error', () => { clearTimeout(timer); resolve(); });
   });
-  const info = hostDeadlineHit ? undefined : await exec.inspect();
+  // The engine going away mid-command (a restart) loses the exec and with it the exit code.
+  const info = hostDeadlineHit
+    ? undefined
+    : await exec.inspect().catch((error: Error) => {
+        throw new Error(`the result of a command in sandbox ${containerName} was lost (did the Docker engine at ${engineAddress(docker)} restart while it ran?): ${error.message}`, { cause: error });
+      });
   const exitCode = info?.ExitCode ?? TIMEOUT_EXIT;
   const durationMs = Math.round(performance.now() - started);
   // 124: coreutils timeout fired; 137 after the deadline: it had to SIGKILL (--kill-after).

@@ -5,7 +5,7 @@
 import type Docker from 'dockerode';
 import { extract, pack } from 'tar-stream';
 import { WORKSPACE } from './container.ts';
-import { execInSandbox, type ExecResult } from './exec.ts';
+import { SandboxNotRunningError, execInSandbox, type ExecResult } from './exec.ts';
 
 /** The repository checkout; the agent's whole world. */
 export const REPO_DIR = `${WORKSPACE}/repo`;
@@ -24,18 +24,39 @@ export interface Sandbox {
   docker: Docker;
   container: string;
   user: string;
+  /**
+   * Brings the container back when it stopped or vanished (a Docker engine restart). Without it, a
+   * command on a stopped container fails with SandboxNotRunningError.
+   */
+  reattach?: () => Promise<unknown>;
+}
+
+/**
+ * Runs `operation`; if the container was found stopped or gone before anything ran, re-attaches the
+ * sandbox once and runs it again.
+ */
+async function withReattach<T>(sandbox: Sandbox, operation: () => Promise<T>): Promise<T> {
+  try {
+    return await operation();
+  } catch (error) {
+    if (!sandbox.reattach || !(error instanceof SandboxNotRunningError)) throw error;
+    await sandbox.reattach();
+    return operation();
+  }
 }
 
 export function sh(sandbox: Sandbox, command: string, options: { timeoutMs?: number; env?: Record<string, string>; stdin?: string | Buffer; workdir?: string; maxOutputBytes?: number } = {}): Promise<ExecResult> {
-  return execInSandbox(sandbox.docker, sandbox.container, {
-    command,
-    user: sandbox.user,
-    timeoutMs: options.timeoutMs ?? 60_000,
-    env: options.env,
-    stdin: options.stdin,
-    workdir: options.workdir ?? REPO_DIR,
-    maxOutputBytes: options.maxOutputBytes,
-  });
+  return withReattach(sandbox, () =>
+    execInSandbox(sandbox.docker, sandbox.container, {
+      command,
+      user: sandbox.user,
+      timeoutMs: options.timeoutMs ?? 60_000,
+      env: options.env,
+      stdin: options.stdin,
+      workdir: options.workdir ?? REPO_DIR,
+      maxOutputBytes: options.maxOutputBytes,
+    }),
+  );
 }
 
 /** Like `sh`, but a non-zero exit is an error carrying the command's output. */
@@ -85,17 +106,25 @@ export async function writeWorkspaceFile(sandbox: Sandbox, requested: string, co
   return Buffer.byteLength(content);
 }
 
+/** A copy to or from a container that no longer exists (copies work on stopped ones) is SandboxNotRunningError. */
+const containerGone = (sandbox: Sandbox) => (error: { statusCode?: number; message?: string }): never => {
+  if (error.statusCode === 404 && /no such container/i.test(error.message ?? '')) throw new SandboxNotRunningError(`sandbox container ${sandbox.container} does not exist: ${error.message}`);
+  throw error;
+};
+
 /** Copies one file into the sandbox volume (owned by root, readable by the agent). */
 export async function putFile(sandbox: Sandbox, directory: string, name: string, content: Buffer): Promise<void> {
-  const archive = pack();
-  archive.entry({ name, mode: 0o644 }, content);
-  archive.finalize();
-  await sandbox.docker.getContainer(sandbox.container).putArchive(archive as unknown as NodeJS.ReadableStream, { path: directory });
+  await withReattach(sandbox, async () => {
+    const archive = pack();
+    archive.entry({ name, mode: 0o644 }, content);
+    archive.finalize();
+    await sandbox.docker.getContainer(sandbox.container).putArchive(archive as unknown as NodeJS.ReadableStream, { path: directory }).catch(containerGone(sandbox));
+  });
 }
 
 /** Reads one file out of the sandbox through the Docker API. */
 export async function getFile(sandbox: Sandbox, file: string): Promise<Buffer> {
-  const stream = await sandbox.docker.getContainer(sandbox.container).getArchive({ path: file });
+  const stream = await withReattach(sandbox, () => sandbox.docker.getContainer(sandbox.container).getArchive({ path: file }).catch(containerGone(sandbox)));
   return new Promise((resolve, reject) => {
     const unpack = extract();
     const chunks: Buffer[] = [];

@@ -2,13 +2,14 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { expect } from 'vitest';
 import type { WorkflowHandle } from '@temporalio/client';
+import type Docker from 'dockerode';
 import { dockerClient } from '../../infra/docker.ts';
 import { sandboxExists } from '../../lib/sandbox/container.ts';
 import { volumeName } from '../../lib/sandbox/names.ts';
 import { WORKPAD_MARKER, type IssueWorkflowResult } from '../../workflows/definitions.ts';
 import { sh, type World } from './world.ts';
 
-const docker = dockerClient();
+const defaultDocker = dockerClient();
 
 export async function waitUntil(probe: () => Promise<boolean> | boolean, what: string, timeoutMs = 120_000, intervalMs = 50): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -19,7 +20,7 @@ export async function waitUntil(probe: () => Promise<boolean> | boolean, what: s
   throw new Error(`timed out waiting until ${what}`);
 }
 
-export async function volumeExists(workflowId: string): Promise<boolean> {
+export async function volumeExists(workflowId: string, docker: Docker = defaultDocker): Promise<boolean> {
   return docker.getVolume(volumeName(workflowId)).inspect().then(
     () => true,
     (error: { statusCode?: number }) => {
@@ -45,7 +46,7 @@ export function loggedRequests(file: string, identifier: string): LoggedRequest[
     .filter((entry) => entry.identifier === identifier);
 }
 
-/** The run ended Done, landed once, kept one workpad comment, moved the issue to Done and left no sandbox. */
+/** The run ended Done, landed once, kept one workpad comment, moved the issue to Done and left no sandbox (on the world's engine). */
 export async function expectLandedExactlyOnce(world: World, handle: WorkflowHandle, id: string, title: string): Promise<IssueWorkflowResult> {
   const result = (await handle.result()) as IssueWorkflowResult;
   expect(result.phase).toBe('Done');
@@ -59,8 +60,8 @@ export async function expectLandedExactlyOnce(world: World, handle: WorkflowHand
   expect(workpads[0]!.body).toContain(`Landed ${id} as commit \`${result.landedCommit}\``);
   expect((await world.tracker.fetchIssuesByIds([id]))[0]!.state).toBe('Done');
 
-  expect(await sandboxExists(docker, handle.workflowId)).toBe(false);
-  expect(await volumeExists(handle.workflowId)).toBe(false);
+  expect(await sandboxExists(world.docker, handle.workflowId)).toBe(false);
+  expect(await volumeExists(handle.workflowId, world.docker)).toBe(false);
   return result;
 }
 

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { inject } from 'vitest';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
+import type Docker from 'dockerode';
 import { dockerClient } from '../../infra/docker.ts';
 import { projectRoot } from '../../infra/paths.ts';
 import { removeSandbox } from '../../lib/sandbox/container.ts';
@@ -48,6 +49,8 @@ export interface WorldOptions {
   wrapModelUrl?: (url: string) => Promise<string>;
   /** Another Temporal frontend than the run's shared test server (a test that restarts its own server). */
   temporalAddress?: string;
+  /** Another Docker engine than DOCKER_HOST's (a test that restarts its own engine): sandbox checks and cleanup use it. */
+  docker?: Docker;
 }
 
 export class World {
@@ -70,6 +73,8 @@ export class World {
   externalModel?: ScriptedModel;
   /** The Temporal frontend this world's clients and workers use. */
   temporalAddress!: string;
+  /** The Docker engine this world's sandboxes live on. */
+  docker!: Docker;
   private connection!: Connection;
   private nativeConnection!: NativeConnection;
 
@@ -81,6 +86,7 @@ export class World {
 
   private async init(options: WorldOptions) {
     this.temporalAddress = options.temporalAddress ?? inject('temporalAddress');
+    this.docker = options.docker ?? dockerClient();
     const seed = path.join(this.root, 'seed');
     cpSync(path.join(projectRoot, 'demo', 'repo'), seed, { recursive: true });
     await sh(seed, 'git init -q -b main && git add -A && git -c user.name=Seed -c user.email=seed@example.invalid commit -qm "textkit: initial import"');
@@ -107,6 +113,7 @@ export class World {
     }
     this.contract = loadContract(this.workflowFile, env);
     this.wired = await createDeps({ stateDir: this.state, scriptsDir: this.scripts, env, log: () => {}, temporalAddress: this.temporalAddress });
+    this.wired.deps.docker = this.docker;
     this.connection = await Connection.connect({ address: this.temporalAddress });
     this.client = new Client({ connection: this.connection });
     this.nativeConnection = await NativeConnection.connect({ address: this.temporalAddress });
@@ -238,7 +245,7 @@ export class World {
     const runs = this.client?.workflow.list({ query: `WorkflowType = 'issueWorkflow' AND TaskQueue = '${this.taskQueue}'` });
     if (runs) for await (const run of runs) ids.add(run.workflowId);
     for (const id of ids) await this.client.workflow.getHandle(id).terminate('test world closed').catch(() => undefined);
-    for (const id of ids) await removeSandbox(dockerClient(), id).catch(() => undefined);
+    for (const id of ids) await removeSandbox(this.docker, id).catch(() => undefined);
     await this.connection?.close();
     await this.nativeConnection?.close();
     await this.wired?.close();
