@@ -1,11 +1,12 @@
 /**
  * `npm run setup`: obtains and starts every real component Cadenza needs, idempotently.
  *
- *   tsx infra/setup.ts                 Temporal CLI, Docker engine, sandbox image
+ *   tsx infra/setup.ts                 Temporal CLI, Docker engine, sandbox image, workflow bundle
  *   tsx infra/setup.ts --for-tests     the same (tests start their own Temporal servers)
- *   tsx infra/setup.ts temporal-cli | docker | image
+ *   tsx infra/setup.ts temporal-cli | docker | image | bundle
  *   tsx infra/setup.ts server start | stop | status
  */
+import { loadWorkflowBundle } from '../workers/bundle.ts';
 import { ensureDockerEngine } from './docker.ts';
 import { ensureSandboxImage } from './image.ts';
 import { runMain, say, step } from './log.ts';
@@ -21,6 +22,11 @@ export async function obtainDockerEngine() {
 
 export async function obtainSandboxImage(requested?: string) {
   return step('Sandbox image', () => ensureSandboxImage(requested), (image) => `${image.name} ${image.built ? 'built' : 'present'}`);
+}
+
+/** Workers load this instead of bundling the workflow code at every start. */
+export async function prebuildWorkflowBundle() {
+  return step('Workflow bundle', () => loadWorkflowBundle(), (loaded) => `${loaded.built ? 'built' : 'up to date'} at ${loaded.file}`);
 }
 
 export async function startServer() {
@@ -40,6 +46,7 @@ async function main(argv: string[]) {
       await obtainTemporalCli();
       await obtainDockerEngine();
       await obtainSandboxImage();
+      await prebuildWorkflowBundle();
       say('Set-up complete.');
       return;
     }
@@ -52,6 +59,9 @@ async function main(argv: string[]) {
     case 'image':
       await obtainDockerEngine();
       await obtainSandboxImage();
+      return;
+    case 'bundle':
+      await prebuildWorkflowBundle();
       return;
     case 'server': {
       if (sub === 'start') await startServer();
@@ -67,7 +77,7 @@ async function main(argv: string[]) {
       return;
     }
     default:
-      throw new Error(`unknown command "${command}"; use temporal-cli, docker, image or server start|stop|status`);
+      throw new Error(`unknown command "${command}"; use temporal-cli, docker, image, bundle or server start|stop|status`);
   }
 }
 

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, Runtime, Worker, bundleWorkflowCode, makeTelemetryFilterString, type Logger, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { NativeConnection, Runtime, Worker, makeTelemetryFilterString, type Logger, type WorkflowBundle } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities/index.ts';
 import { dockerClient } from '../infra/docker.ts';
 import { stateDir } from '../infra/paths.ts';
@@ -15,8 +15,9 @@ import { MirrorCache } from '../lib/git.ts';
 import { startScriptedModel, type ScriptedModel } from '../lib/scripted-model/index.ts';
 import { createTrackerFactory } from '../lib/tracker/index.ts';
 import { TASK_QUEUE } from '../workflows/definitions.ts';
+import { loadWorkflowBundle } from './bundle.ts';
 
-export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+export { workflowsPath } from './bundle.ts';
 
 export interface DepsOptions {
   /** Root of artifacts and git mirrors. */
@@ -80,10 +81,16 @@ export async function createDeps(options: DepsOptions): Promise<WorkerDeps> {
   };
 }
 
-let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
-/** The workflow code is bundled once per process and shared by every worker in it (`logger` for the first call's bundler output). */
-export function cadenzaWorkflowBundle(logger?: Logger): Promise<WorkflowBundleWithSourceMap> {
-  bundle ??= bundleWorkflowCode({ workflowsPath, logger });
+let bundle: Promise<WorkflowBundle> | undefined;
+/**
+ * The workflow code, loaded once per process and shared by every worker in it: the prebuilt bundle
+ * (workers/bundle.ts) when it matches the sources, otherwise bundled now (`logger` gets the bundler's output).
+ */
+export function cadenzaWorkflowBundle(logger?: Logger): Promise<WorkflowBundle> {
+  bundle ??= loadWorkflowBundle(logger).then((loaded) => {
+    if (loaded.built) logger?.info(`workflow code bundled into ${loaded.file}; later worker starts reuse it`);
+    return loaded.bundle;
+  });
   return bundle;
 }
 
