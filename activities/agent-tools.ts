@@ -3,7 +3,7 @@
  * A tool failure becomes a message to the agent, never an activity failure.
  */
 import type OpenAI from 'openai';
-import { WorkspaceError, confine, readWorkspaceFile, sh, writeWorkspaceFile, type Sandbox } from '../lib/sandbox/workspace.ts';
+import { WorkspaceError, inWorkspace, readWorkspaceFile, sh, writeWorkspaceFile, type Sandbox } from '../lib/sandbox/workspace.ts';
 
 const SHELL_DEFAULT_TIMEOUT_MS = 120_000;
 const SHELL_MAX_TIMEOUT_MS = 600_000;
@@ -77,13 +77,13 @@ export async function runTool(sandbox: Sandbox, name: string, rawArguments: stri
         return { content: `patch applied\n${cap(stat.stdout)}` };
       }
       case 'list_files': {
-        const folder = await confine(sandbox, typeof args.path === 'string' && args.path ? args.path : '.');
-        const result = await sh(sandbox, 'git ls-files --cached --others --exclude-standard -- "$D" | head -500', { env: { D: folder } });
+        const folder = typeof args.path === 'string' && args.path ? args.path : '.';
+        const result = await inWorkspace(sandbox, folder, 'git ls-files --cached --others --exclude-standard -- "$F" | head -500');
         return { content: cap(result.stdout || '(no files)') };
       }
       case 'search_files': {
-        const folder = await confine(sandbox, typeof args.path === 'string' && args.path ? args.path : '.');
-        const result = await sh(sandbox, 'git grep -n -I --untracked -E -e "$P" -- "$D" | head -200', { env: { P: requireString(args, 'pattern'), D: folder } });
+        const folder = typeof args.path === 'string' && args.path ? args.path : '.';
+        const result = await inWorkspace(sandbox, folder, 'git grep -n -I --untracked -E -e "$PATTERN" -- "$F" | head -200', { env: { PATTERN: requireString(args, 'pattern') } });
         return { content: cap(result.stdout || '(no matches)') };
       }
       case 'finish': {

@@ -68,31 +68,42 @@ export async function shOk(sandbox: Sandbox, command: string, options: Parameter
   return result.stdout;
 }
 
-/**
- * Resolves an agent-supplied path (relative to the repo) to an absolute path inside it, following
- * symlinks. Anything that lands outside the repo, or inside .git, is refused.
- */
-export async function confine(sandbox: Sandbox, requested: string): Promise<string> {
+function checkRequested(requested: string) {
   if (typeof requested !== 'string' || requested.length === 0) throw new WorkspaceError('path must be a non-empty string relative to the repository root');
   if (requested.includes('\0')) throw new WorkspaceError('path must not contain NUL bytes');
-  const result = await sh(sandbox, 'realpath -m -- "$P"', { env: { P: requested } });
-  const resolved = result.stdout.trim();
-  if (result.exitCode !== 0 || !resolved) throw new WorkspaceError(`cannot resolve path ${JSON.stringify(requested)}: ${result.stderr.trim()}`);
-  const inside = resolved === REPO_DIR || resolved.startsWith(`${REPO_DIR}/`);
-  if (!inside) {
-    throw new WorkspaceError(`path ${JSON.stringify(requested)} resolves to ${resolved}, which is outside the workspace ${REPO_DIR}; only files inside the repository can be used`);
+}
+
+/** Exit codes of the confinement prelude; no command the agent tools run exits with these. */
+const OUTSIDE = 90;
+const IN_GIT = 91;
+const UNRESOLVABLE = 92;
+/** Resolves $P (relative to the repo, following symlinks) into $F, or exits saying why it may not be used. */
+const CONFINE_PRELUDE = [
+  `F=$(realpath -m -- "$P") && [ -n "$F" ] || exit ${UNRESOLVABLE}`,
+  `case "$F" in ${REPO_DIR}/.git|${REPO_DIR}/.git/*) exit ${IN_GIT};; ${REPO_DIR}|${REPO_DIR}/*) ;; *) echo "$F" >&2; exit ${OUTSIDE};; esac`,
+].join('\n');
+
+/**
+ * Runs `command` on an agent-supplied path, in one exec with the check that confines it: the command
+ * sees the path resolved (symlinks followed) in $F. A path that lands outside the repository, or
+ * inside .git, is refused before the command runs.
+ */
+export async function inWorkspace(sandbox: Sandbox, requested: string, command: string, options: { env?: Record<string, string>; stdin?: string; maxOutputBytes?: number } = {}): Promise<ExecResult> {
+  checkRequested(requested);
+  const result = await sh(sandbox, `${CONFINE_PRELUDE}\n${command}`, { ...options, env: { ...options.env, P: requested } });
+  const quoted = JSON.stringify(requested);
+  if (result.exitCode === OUTSIDE) {
+    throw new WorkspaceError(`path ${quoted} resolves to ${result.stderr.trim()}, which is outside the workspace ${REPO_DIR}; only files inside the repository can be used`);
   }
-  if (resolved === `${REPO_DIR}/.git` || resolved.startsWith(`${REPO_DIR}/.git/`)) {
-    throw new WorkspaceError(`path ${JSON.stringify(requested)} is inside .git, which the agent may not touch directly; use git commands through run_shell`);
-  }
-  return resolved;
+  if (result.exitCode === IN_GIT) throw new WorkspaceError(`path ${quoted} is inside .git, which the agent may not touch directly; use git commands through run_shell`);
+  if (result.exitCode === UNRESOLVABLE) throw new WorkspaceError(`cannot resolve path ${quoted}: ${result.stderr.trim()}`);
+  return result;
 }
 
 const MAX_READ_BYTES = 256 * 1024;
 
 export async function readWorkspaceFile(sandbox: Sandbox, requested: string): Promise<string> {
-  const file = await confine(sandbox, requested);
-  const result = await sh(sandbox, 'if [ -d "$F" ]; then echo "is a directory" >&2; exit 2; fi; cat -- "$F"', { env: { F: file }, maxOutputBytes: MAX_READ_BYTES + 1 });
+  const result = await inWorkspace(sandbox, requested, 'if [ -d "$F" ]; then echo "is a directory" >&2; exit 2; fi; cat -- "$F"', { maxOutputBytes: MAX_READ_BYTES + 1 });
   if (result.exitCode !== 0) throw new WorkspaceError(`cannot read ${requested}: ${result.stderr.trim()}`);
   if (result.truncated) throw new WorkspaceError(`${requested} is larger than ${MAX_READ_BYTES} bytes; read parts of it with run_shell (e.g. sed -n 1,200p)`);
   return result.stdout;
@@ -100,8 +111,7 @@ export async function readWorkspaceFile(sandbox: Sandbox, requested: string): Pr
 
 export async function writeWorkspaceFile(sandbox: Sandbox, requested: string, content: string): Promise<number> {
   if (typeof content !== 'string') throw new WorkspaceError('content must be a string');
-  const file = await confine(sandbox, requested);
-  const result = await sh(sandbox, 'mkdir -p -- "$(dirname -- "$F")" && cat > "$F"', { env: { F: file }, stdin: content });
+  const result = await inWorkspace(sandbox, requested, 'mkdir -p -- "$(dirname -- "$F")" && cat > "$F"', { stdin: content });
   if (result.exitCode !== 0) throw new WorkspaceError(`cannot write ${requested}: ${result.stderr.trim()}`);
   return Buffer.byteLength(content);
 }

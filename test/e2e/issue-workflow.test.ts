@@ -150,6 +150,7 @@ describe('rounds: failed proof, rejection, cancellation, confinement', () => {
       { tool_calls: [{ name: 'run_shell', arguments: { command: 'ln -s /etc/passwd passwd-link && ln -s / root-link' } }] },
       { tool_calls: [{ name: 'read_file', arguments: { path: 'passwd-link' } }, writeFile('root-link/tmp/pwned', 'x')] },
       { tool_calls: [writeFile('notes.txt', 'stayed inside\n'), { name: 'run_shell', arguments: { command: 'rm passwd-link root-link' } }] },
+      { tool_calls: [writeFile('src/../.git/hooks/pre-commit', 'exit 0')] },
       finish('Wrote notes.txt.'),
     ]);
     await world.run(async () => {
@@ -170,6 +171,7 @@ describe('rounds: failed proof, rejection, cancellation, confinement', () => {
       expect(tools[3]).toMatch(/^error: path "passwd-link" resolves to \/etc\/passwd, which is outside/);
       expect(tools[4]).toMatch(/^error: path "root-link\/tmp\/pwned" resolves to \/tmp\/pwned, which is outside/);
       expect(tools[5]).toContain('wrote 14 bytes to notes.txt');
+      expect(tools[7]).toMatch(/^error: path "src\/..\/.git\/hooks\/pre-commit" is inside .git, which the agent may not touch directly/);
 
       // A bad payload is refused by the validator with what is missing.
       await expect(approve(handle, '')).rejects.toMatchObject({ cause: { message: expect.stringContaining('approveLanding needs "by"') } });
