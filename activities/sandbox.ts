@@ -88,9 +88,18 @@ export function createSandboxActivities(deps: ActivityDeps) {
     const baseCommit = await mirror.resolve(`refs/heads/${repo.baseBranch}`);
     if (!baseCommit) throw ApplicationFailure.nonRetryable(`repo.base_branch ${repo.baseBranch} does not exist in ${repo.url}`, 'RepoUnavailable');
 
-    const cloned = (await sh(sandbox, `test -d ${REPO_DIR}/.git`, { workdir: '/' })).exitCode === 0;
+    // One exec to learn where the workspace stands: cloned or not, and whether it has the base (and
+    // the requested head) already.
+    const probe = (await shOk(sandbox, [
+      `mkdir -p ${TRANSFER_DIR}/out`,
+      `if [ ! -d ${REPO_DIR}/.git ]; then echo fresh; exit 0; fi`,
+      `cd ${REPO_DIR} && echo cloned`,
+      'git cat-file -e "$BASE^{commit}" 2>/dev/null && echo has-base || echo no-base',
+      'if [ -n "$AT" ]; then git cat-file -e "$AT^{commit}" 2>/dev/null && echo has-at || echo no-at; git rev-parse HEAD; fi',
+    ].join('\n'), { workdir: '/', env: { BASE: baseCommit, AT: input.atCommit ?? '' } })).trim().split('\n');
+    const cloned = probe[0] !== 'fresh';
     let restored = false;
-    if (cloned && (await sh(sandbox, `git cat-file -e ${baseCommit}^{commit}`)).exitCode !== 0) {
+    if (cloned && probe[1] === 'no-base') {
       // A re-attached workspace from before the base branch moved: bring the new base in.
       await putFile(sandbox, TRANSFER_DIR, 'base.bundle', await mirror.bundle([`refs/heads/${repo.baseBranch}`]));
       await shOk(sandbox, `git fetch --quiet ${TRANSFER_DIR}/base.bundle "+refs/heads/${repo.baseBranch}:refs/remotes/origin/${repo.baseBranch}"`);
@@ -99,19 +108,17 @@ export function createSandboxActivities(deps: ActivityDeps) {
       // The sandbox has no network: history enters as a bundle through the Docker API.
       const snapshot = await mirror.resolve(workSnapshotRef(workflowId));
       const refs = [`refs/heads/${repo.baseBranch}`, ...(snapshot ? [workSnapshotRef(workflowId)] : [])];
-      await shOk(sandbox, `mkdir -p ${TRANSFER_DIR}/out`, { workdir: '/' });
       await putFile(sandbox, TRANSFER_DIR, 'base.bundle', await mirror.bundle(refs));
       await shOk(sandbox, [
         `rm -rf ${REPO_DIR}.partial`,
         `git clone --quiet --branch ${repo.baseBranch} ${TRANSFER_DIR}/base.bundle ${REPO_DIR}.partial`,
         `mv ${REPO_DIR}.partial ${REPO_DIR}`,
+        `cd ${REPO_DIR}`,
+        snapshot
+          ? `git fetch --quiet ${TRANSFER_DIR}/base.bundle "${workSnapshotRef(workflowId)}:refs/heads/${workBranch}" && git checkout --quiet ${workBranch}`
+          : `git checkout --quiet -B ${workBranch} ${baseCommit}`,
       ].join(' && '), { workdir: '/', timeoutMs: 300_000 });
-      if (snapshot) {
-        await shOk(sandbox, `git fetch --quiet ${TRANSFER_DIR}/base.bundle "${workSnapshotRef(workflowId)}:refs/heads/${workBranch}" && git checkout --quiet ${workBranch}`);
-        restored = true;
-      } else {
-        await shOk(sandbox, `git checkout --quiet -B ${workBranch} ${baseCommit}`);
-      }
+      restored = Boolean(snapshot);
       // The workspace was just created: `after_create` runs once; its failure deletes the workspace.
       const hook = await runHook(sandbox, contract, 'after_create', contract.config.hooks.afterCreate);
       if (!hook.ok) {
@@ -120,14 +127,16 @@ export function createSandboxActivities(deps: ActivityDeps) {
       }
     }
     if (input.atCommit) {
-      if ((await sh(sandbox, `git cat-file -e ${input.atCommit}^{commit}`)).exitCode !== 0) {
+      // A fresh clone has only what its bundle brought (the snapshot, when there is one).
+      const hasAt = cloned ? probe[2] === 'has-at' : (await sh(sandbox, `git cat-file -e ${input.atCommit}^{commit}`)).exitCode === 0;
+      if (!hasAt) {
         // Commits on the work branch only append, so the latest snapshot contains every earlier head.
         const snapshot = await mirror.resolve(workSnapshotRef(workflowId));
         if (!snapshot) throw ApplicationFailure.nonRetryable(`commit ${input.atCommit} of ${workBranch} is neither in the sandbox nor in the host mirror`, 'WorkLost');
         await putFile(sandbox, TRANSFER_DIR, 'work.bundle', await mirror.bundle([workSnapshotRef(workflowId)]));
         await shOk(sandbox, `git fetch --quiet ${TRANSFER_DIR}/work.bundle "${workSnapshotRef(workflowId)}:refs/cadenza/snapshot"`);
       }
-      const head = (await shOk(sandbox, 'git rev-parse HEAD')).trim();
+      const head = cloned && hasAt ? probe[3] : (await shOk(sandbox, 'git rev-parse HEAD')).trim();
       if (head !== input.atCommit) await shOk(sandbox, `git checkout --quiet --force -B ${workBranch} ${input.atCommit} && git clean -fdq`);
     }
     return { sandbox: handle.name, baseCommit, reattached: handle.reattached, restored };
