@@ -1,7 +1,8 @@
 /**
  * Replay safety: histories of real runs, saved as fixtures, are replayed against the current workflow
  * code. A change that would break running workflows (non-determinism) fails here, in CI.
- * Re-record with: CADENZA_RECORD_HISTORIES=test/fixtures/histories npx vitest run test/e2e/issue-workflow.test.ts
+ * Record new ones after a workflow change (keeping the old ones; see README, "Changing workflow code safely"):
+ * CADENZA_RECORD_HISTORIES=/tmp/histories npx vitest run test/e2e/issue-workflow.test.ts test/e2e/long-run.test.ts
  */
 import { describe, expect, it } from 'vitest';
 import { readdirSync, readFileSync } from 'node:fs';
