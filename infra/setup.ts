@@ -26,7 +26,9 @@ export async function obtainSandboxImage(requested?: string) {
 
 /** Workers load this instead of bundling the workflow code at every start. */
 export async function prebuildWorkflowBundle() {
-  return step('Workflow bundle', () => loadWorkflowBundle(), (loaded) => `${loaded.built ? 'built' : 'up to date'} at ${loaded.file}`);
+  // The bundler's own report (modules, sizes) only when something is wrong.
+  const { DefaultLogger } = await import('@temporalio/worker');
+  return step('Workflow bundle', () => loadWorkflowBundle(new DefaultLogger('WARN')), (loaded) => `${loaded.built ? 'built' : 'up to date'} at ${loaded.file}`);
 }
 
 export async function startServer() {

@@ -5,6 +5,7 @@
  * of rounds, each waiting on activities or on a decision.
  */
 import {
+  allHandlersFinished,
   ApplicationFailure,
   CancellationScope,
   condition,
@@ -307,11 +308,12 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
       // Between rounds, a long history is handed over to a fresh run of the same workflow id, so a
       // run with many rounds never drags a huge history through replay. Nothing is in flight here.
       if (round > firstRound && historyIsLong()) {
+        continuing = true;
+        await condition(allHandlersFinished);
         const handover: CarriedState = {
           round, status: { ...status, proof: status.proof.slice(-PROOFS_CARRIED) }, baseCommit, lastHead,
           previousTranscript, feedback, failedProofRounds, events, latestProof, undelivered,
         };
-        continuing = true;
         await continueAsNew<typeof issueWorkflow>({ ...input, carried: handover });
       }
       status.round = round;
