@@ -378,7 +378,8 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
         pending = null;
         status.decision = null;
         setPhase('AwaitingApproval', `Approve: \`cadenza approve ${issue.identifier} --by <name>\` or signal \`approveLanding\` with {"by": "<name>"}. Reject with \`rejectLanding\` {"by", "feedback"}.`);
-        if (!toReview) await moveTo(config.tracker.reviewState);
+        // Lean runs moved the issue to review with the proof comment above.
+        if (!lean) await moveTo(config.tracker.reviewState);
         const decided = await condition(() => pending !== null, config.landing.approvalTimeoutMs);
         if (!decided || !pending) {
           fail(`no approval or rejection arrived within landing.approval_timeout_ms (${config.landing.approvalTimeoutMs} ms)`, 'ApprovalTimedOut');
