@@ -28,6 +28,9 @@ export interface WorkerProcess {
   readonly exited: boolean;
   /** SIGKILL to the whole process group (tsx and the node child); resolves once it exited. */
   kill(): Promise<void>;
+  /** SIGSTOP / SIGCONT to the whole process group: a worker frozen mid-run (a long GC pause, a suspended VM). */
+  pause(): void;
+  resume(): void;
 }
 
 const READY_LINE = 'worker polling task queue';
@@ -69,12 +72,15 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
   child.stdout?.on('data', append);
   child.stderr?.on('data', append);
 
-  const kill = async () => {
+  const signalGroup = (signal: NodeJS.Signals) => {
     try {
-      process.kill(-pid, 'SIGKILL');
+      process.kill(-pid, signal);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
     }
+  };
+  const kill = async () => {
+    signalGroup('SIGKILL');
     await exit;
   };
 
@@ -108,5 +114,7 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
       return exited;
     },
     kill,
+    pause: () => signalGroup('SIGSTOP'),
+    resume: () => signalGroup('SIGCONT'),
   };
 }

@@ -11,12 +11,14 @@
  *   session finishes on its first attempt; every turn is asked exactly once.
  * - Outage longer than the heartbeat timeout: the restarted server finds the heartbeat overdue, times the
  *   attempt out ("activity Heartbeat timeout") and dispatches attempt 2 while attempt 1 is still running
- *   in the same worker. Attempt 1 is only cancelled when its next heartbeat is refused, so for up to a
- *   heartbeat interval both attempts run the same session: the turn in flight when the server came back,
- *   and sometimes the one after it, are asked (and their tool calls run) by both. Turns completed before
- *   the server came back are never asked again, the final transcript holds every turn once, and the
- *   issue lands once. Fencing the attempts (a newer attempt stops an older one before it asks the model
- *   or saves a checkpoint) would make "only the turn in flight" hold here too.
+ *   in the same worker. Attempt 1 stops at its next model request or checkpoint (the newer attempt holds
+ *   the session's lease) or when its next heartbeat is refused, so the turn in flight when the server
+ *   came back, and sometimes the one after it, can be asked by both. Turns completed before the server
+ *   came back are never asked again, the final transcript holds every turn once, and the issue lands once.
+ *   Which comes first after a restart, the server's overdue heartbeat timer or the worker's next heartbeat
+ *   (or its completion, if the session finished during the outage), is a race inside the server; this case
+ *   keeps the worker frozen (SIGSTOP) from just before the restart until the server has timed the attempt
+ *   out, so it always tests the takeover rather than whichever side won.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -88,8 +90,12 @@ interface Outage {
   turns(): number[];
 }
 
-/** Own server, world and worker process; the run is started, and the server SIGKILLed after the model's second request and started again on its database. */
-async function runThroughOutage(name: string, timing: Timing): Promise<Outage> {
+/**
+ * Own server, world and worker process; the run is started, and the server SIGKILLed after the model's
+ * second request and started again on its database. With `freezeWorker` the worker is stopped across the
+ * restart and continued only once the server has timed the session attempt out.
+ */
+async function runThroughOutage(name: string, timing: Timing, { freezeWorker = false } = {}): Promise<Outage> {
   const cli = inject('temporalCli');
   serverDir = mkdtempSync(path.join(tmpdir(), 'cadenza-restart-temporal-'));
   const ports = { port: await freePort(), uiPort: await freePort() };
@@ -119,11 +125,23 @@ async function runThroughOutage(name: string, timing: Timing): Promise<Outage> {
   // The worker does not need the server to go on with the session.
   expect(worker.exited).toBe(false);
   expect(beforeRestart.length).toBeGreaterThan(beforeKill.length);
+  if (freezeWorker) worker.pause();
   const second = await startDevServer({ cli, dir: serverDir, ...ports });
   expect(second.reused).toBe(false);
   expect(second.address).toBe(first.address);
+  if (freezeWorker) {
+    await waitUntil(async () => (await sessionAttemptPending(handle)) >= 2, 'the server timed attempt 1 out and scheduled attempt 2', 60_000, 200);
+    worker.resume();
+  }
   console.info(`[chaos] ${id}: server SIGKILLed after turns ${JSON.stringify(beforeKill)}, restarted after turns ${JSON.stringify(beforeRestart)}, answering again ${Date.now() - killedAt} ms after the kill`);
   return { world, handle, id, title, worker, beforeKill, beforeRestart, turns };
+}
+
+/** The attempt of the pending agent session, 0 if none is pending (or the server does not answer yet). */
+async function sessionAttemptPending(handle: WorkflowHandle): Promise<number> {
+  const description = await handle.describe().catch(() => undefined);
+  const session = description?.raw.pendingActivities?.find((activity) => activity.activityType?.name === 'runAgentSession');
+  return session?.attempt ?? 0;
 }
 
 describe('chaos: the Temporal server is SIGKILLed mid-session and restarted on its database', () => {
@@ -139,7 +157,7 @@ describe('chaos: the Temporal server is SIGKILLed mid-session and restarted on i
   }, 300_000);
 
   it('an outage longer than the heartbeat timeout: the session is retried on the same worker and lands once; no turn completed before the restart is asked again', async () => {
-    const outage = await runThroughOutage('long', SHORT_HEARTBEAT);
+    const outage = await runThroughOutage('long', SHORT_HEARTBEAT, { freezeWorker: true });
     const waiting = await outage.world.waitForPhase(outage.handle, 'AwaitingApproval', 240_000);
     const retried = await retriedSessionAttempts(outage.handle);
     console.info(`[chaos] ${outage.id}: AwaitingApproval on attempt ${waiting.attempt}; turns ${JSON.stringify(outage.turns())}; retried ${JSON.stringify(retried)}`);
