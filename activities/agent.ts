@@ -83,6 +83,20 @@ export function createAgentActivities(deps: ActivityDeps) {
     const checkpointName = `${sandboxKey(workflowId)}-${context.info.workflowExecution?.runId ?? "standalone"}-round-${round}`;
     const modelName = deps.model.kind === 'scripted' ? `scripted (${model.name})` : model.name;
 
+    // Fencing: after a server outage a new attempt can start while an older one still runs in some
+    // worker. The newest attempt owns the session: it takes the lease before it reads the checkpoint, so
+    // the older one can no longer save past it; the older one checks the lease before it runs a turn's
+    // tools, asks the model or saves, and stops. So at most the turn it had in flight is asked twice.
+    const leaseName = `${checkpointName}-lease`;
+    const attempt = context.info.attempt;
+    await deps.artifacts.setPointer(leaseName, { attempt });
+    const stillOwner = async () => {
+      const lease = await deps.artifacts.getPointer<{ attempt: number }>(leaseName);
+      if (lease && lease.attempt > attempt) {
+        throw ApplicationFailure.retryable(`attempt ${attempt} stopped: attempt ${lease.attempt} of the same session took over`, 'SupersededAttempt');
+      }
+    };
+
     let transcript: Message[];
     let turns = 0;
     let tokens = zeroTokens();
@@ -106,18 +120,6 @@ export function createAgentActivities(deps: ActivityDeps) {
       ];
     }
     const resumedAtTurn = checkpoint ? turns : 0;
-
-    // Fencing: after a server outage a new attempt can start while this one still runs. The newest
-    // attempt owns the session; an older one stops before it asks the model or saves anything.
-    const leaseName = `${checkpointName}-lease`;
-    const attempt = context.info.attempt;
-    await deps.artifacts.setPointer(leaseName, { attempt });
-    const stillOwner = async () => {
-      const lease = await deps.artifacts.getPointer<{ attempt: number }>(leaseName);
-      if (lease && lease.attempt > attempt) {
-        throw ApplicationFailure.retryable(`attempt ${attempt} stopped: attempt ${lease.attempt} of the same session took over`, 'SupersededAttempt');
-      }
-    };
 
     const save = async () => {
       await stillOwner();
@@ -161,6 +163,7 @@ export function createAgentActivities(deps: ActivityDeps) {
         if (!message) throw new Error('the model returned no choices');
         transcript.push({ role: 'assistant', content: message.content ?? null, ...(message.tool_calls?.length ? { tool_calls: message.tool_calls } : {}) });
 
+        await stillOwner();
         if (!message.tool_calls?.length) {
           transcript.push({ role: 'user', content: `Continuation turn ${turns + 1} of ${agent.maxTurns}: keep working with the tools, and call finish when the change is done.` });
         }
