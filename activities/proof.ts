@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Contract, ProofCommand } from '../lib/contract/index.ts';
+import { STOP_LEFTOVERS_SCRIPT, startedByEnv, takeStoppedProcesses, type StoppedProcess } from '../lib/sandbox/leftovers.ts';
 import { TRANSFER_DIR, getFile, sh, shOk } from '../lib/sandbox/workspace.ts';
 import type { ArtifactRef, ProofCheck, ProofResult, TokenUsage } from '../workflows/definitions.ts';
 import type { ActivityDeps } from './deps.ts';
@@ -37,36 +38,40 @@ export function createProofActivities(deps: ActivityDeps) {
   const asRef = (stored: { ref: string; kind: string; bytes: number }): ArtifactRef => ({ ref: stored.ref, kind: stored.kind, bytes: stored.bytes });
 
   /**
-   * Commits whatever the agent changed on the work branch (hooks disabled, fixed identity) and exports
-   * the branch to the host mirror, so a lost sandbox can be rebuilt from it.
+   * Stops what the agent's commands left running (so nothing changes the tree or holds a port while it
+   * is committed and proven), commits whatever the agent changed on the work branch (hooks disabled,
+   * fixed identity) and exports the branch to the host mirror, so a lost sandbox can be rebuilt from it.
    */
-  async function commitWork(input: CommitInput): Promise<{ headCommit: string; committed: boolean }> {
+  async function commitWork(input: CommitInput): Promise<{ headCommit: string; committed: boolean; stoppedProcesses: StoppedProcess[] }> {
     const sandbox = sandboxFor(deps, input.workflowId, input.contract);
     const message = `${input.identifier}: ${input.title} (round ${input.round})\n\n${input.summary}\n\nCadenza-Workflow: ${input.workflowId}`;
     const mirror = deps.mirrors.get(input.contract.config.repo.url);
     const snapshot = (await mirror.resolve(workSnapshotRef(input.workflowId))) ?? 'none';
-    // One exec: commit if anything changed, report the head, bundle it unless the mirror has it already.
-    const out = await shOk(sandbox, [
+    // One exec: stop leftovers, commit if anything changed, report the head, bundle it unless the mirror has it already.
+    const output = await shOk(sandbox, [
       'set -e',
+      STOP_LEFTOVERS_SCRIPT,
       'git add -A',
       'if git diff --cached --quiet; then echo unchanged; else git -c core.hooksPath=/dev/null -c user.name="Cadenza Agent" -c user.email=agent@cadenza.invalid commit --quiet --no-verify -F -; echo committed; fi',
       'HEAD_COMMIT=$(git rev-parse HEAD)',
       'echo "$HEAD_COMMIT"',
       `if [ "$HEAD_COMMIT" != "$SNAPSHOT" ]; then git bundle create --quiet ${TRANSFER_DIR}/out/work.bundle HEAD; echo bundled; fi`,
     ].join('\n'), { stdin: message, env: { SNAPSHOT: snapshot } });
+    const { stopped, rest: out } = takeStoppedProcesses(output);
+    if (stopped.length) deps.log?.(`${input.identifier}: stopped ${stopped.length} process(es) left running before the proof: ${stopped.map((p) => p.command).join('; ')}`);
     const [outcome, headCommit, bundled] = out.trim().split('\n');
     if (!headCommit || !/^[0-9a-f]{40}$/.test(headCommit)) throw new Error(`commitWork could not read the work branch head: ${out.trim()}`);
     if (bundled === 'bundled') {
       await mirror.fetchBundle(await getFile(sandbox, `${TRANSFER_DIR}/out/work.bundle`), 'HEAD', workSnapshotRef(input.workflowId));
     }
-    return { headCommit, committed: outcome === 'committed' };
+    return { headCommit, committed: outcome === 'committed', stoppedProcesses: stopped };
   }
 
   async function runProofCheck(input: { workflowId: string; contract: Contract; command: ProofCommand; label?: string }): Promise<ProofCheck> {
     const sandbox = sandboxFor(deps, input.workflowId, input.contract);
     const mark = `${TRANSFER_DIR}/out/check-started`;
     await shOk(sandbox, 'touch "$MARK"', { env: { MARK: mark } });
-    const result = await sh(sandbox, input.command.run, { timeoutMs: input.command.timeoutMs, maxOutputBytes: 1024 * 1024 });
+    const result = await sh(sandbox, input.command.run, { timeoutMs: input.command.timeoutMs, maxOutputBytes: 1024 * 1024, env: startedByEnv('check') });
     const reports = [];
     const written = (await sh(sandbox, `${REPORT_FIND} | head -20`, { env: { MARK: mark } })).stdout.split('\n').filter(Boolean);
     for (const file of written) {
@@ -109,11 +114,14 @@ export function createProofActivities(deps: ActivityDeps) {
     agentSummary: string;
     tokens: TokenUsage;
     model: string;
+    /** What commitWork stopped before the checks (absent in runs from before it did). */
+    stoppedBeforeChecks?: StoppedProcess[];
   }): Promise<ProofResult> {
     const sandbox = sandboxFor(deps, input.workflowId, input.contract);
     // One exec for the whole picture, sections split by a line no diff can contain. The diff comes
     // first: if it overflows the limit its start is cut, never the small sections after it. Then
-    // what the checks wrote (reports, build output), which is evidence, not part of the change, goes.
+    // what the checks wrote (reports, build output), which is evidence, not part of the change, goes,
+    // after what the checks left running is stopped, so nothing writes to the tree once it is clean.
     const separator = `@@cadenza-evidence-${randomUUID()}@@`;
     const out = await shOk(sandbox, [
       'set -e',
@@ -121,11 +129,15 @@ export function createProofActivities(deps: ActivityDeps) {
       'printf "\\n%s\\n" "$SEP"; git diff --name-only "$RANGE"',
       'printf "\\n%s\\n" "$SEP"; git diff --stat "$RANGE"',
       'printf "\\n%s\\n" "$SEP"; git log --format="%h %s" "$RANGE"',
+      'printf "\\n%s\\n" "$SEP"',
+      STOP_LEFTOVERS_SCRIPT,
       'git checkout --quiet -- . && git clean -fdq',
     ].join('\n'), { env: { RANGE: `${input.baseCommit}..${input.headCommit}`, SEP: separator }, maxOutputBytes: DIFF_LIMIT });
     const sections = out.split(`\n${separator}\n`);
-    if (sections.length !== 4) throw new Error(`collectEvidence could not read git's output (${sections.length} sections)`);
-    const [diffText, names, statText, logText] = sections as [string, string, string, string];
+    if (sections.length !== 5) throw new Error(`collectEvidence could not read git's output (${sections.length} sections)`);
+    const [diffText, names, statText, logText, stoppedText] = sections as [string, string, string, string, string];
+    const stoppedProcesses = [...(input.stoppedBeforeChecks ?? []), ...takeStoppedProcesses(stoppedText).stopped];
+    const stoppedLines = stoppedProcesses.map((p) => `- \`${p.command.replaceAll('`', "'")}\`, left running by ${p.startedBy === 'agent' ? 'the agent' : 'a check'}`);
     const changedFiles = names.split('\n').filter(Boolean);
     const stat = statText.trimEnd();
     const log = logText.trimEnd();
@@ -151,6 +163,7 @@ export function createProofActivities(deps: ActivityDeps) {
       '## Checks Cadenza ran (not the agent)',
       ...(checkLines.length ? checkLines : ['- (no proof commands configured)']),
       '',
+      ...(stoppedLines.length ? ['## Processes Cadenza stopped', ...stoppedLines, ''] : []),
       `## Cost\n${input.tokens.total} tokens (${input.tokens.input} in, ${input.tokens.output} out) on ${input.model}.`,
       '',
       `Full diff: ${storedDiff.ref}`,
@@ -162,6 +175,7 @@ export function createProofActivities(deps: ActivityDeps) {
       ...checkLines,
       '',
       `Changed files (${changedFiles.length}): ${changedFiles.map((file) => `\`${file}\``).join(', ') || 'none'}`,
+      ...(stoppedProcesses.length ? [`Stopped ${stoppedProcesses.length} process(es) left running (see the walkthrough)`] : []),
       `Head commit: \`${input.headCommit.slice(0, 12)}\` · tokens: ${input.tokens.total} · model: ${input.model}`,
       `Walkthrough: ${deps.artifacts.pathOf(storedWalkthrough.ref)}`,
     ].join('\n');
@@ -175,6 +189,7 @@ export function createProofActivities(deps: ActivityDeps) {
       diff: asRef(storedDiff),
       walkthrough: asRef(storedWalkthrough),
       summary: asRef(storedSummary),
+      ...(stoppedProcesses.length ? { stoppedProcesses } : {}),
     };
   }
 

@@ -6,6 +6,7 @@ import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { Contract } from '../lib/contract/index.ts';
 import type { Issue } from '../lib/tracker/types.ts';
+import type { StoppedProcess } from '../lib/sandbox/leftovers.ts';
 
 export const TASK_QUEUE = 'cadenza';
 
@@ -84,6 +85,8 @@ export interface ProofResult {
   diff: ArtifactRef;
   walkthrough: ArtifactRef;
   summary: ArtifactRef;
+  /** Processes the agent or the checks left running, which Cadenza stopped (the agent's before the checks). */
+  stoppedProcesses?: StoppedProcess[];
 }
 
 export interface IssueStatus {

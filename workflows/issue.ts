@@ -351,13 +351,14 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
       }
 
       setPhase('Verifying');
-      const { headCommit } = await acts.commitWork({ workflowId, contract, identifier: issue.identifier, title: issue.title, round, summary: session.summary });
+      const { headCommit, stoppedProcesses } = await acts.commitWork({ workflowId, contract, identifier: issue.identifier, title: issue.title, round, summary: session.summary });
       lastHead = headCommit;
       const checks = [];
       for (const command of config.proof.commands) checks.push(await checkActs(command).runProofCheck({ workflowId, contract, command }));
       const proof = await acts.collectEvidence({
         workflowId, contract, identifier: issue.identifier, title: issue.title, round,
         baseCommit, headCommit, checks, agentSummary: session.summary, tokens: status.tokens, model: session.model,
+        ...(stoppedProcesses?.length ? { stoppedBeforeChecks: stoppedProcesses } : {}),
       });
       status.proof.push(proof);
       latestProof = proof.summary.ref;

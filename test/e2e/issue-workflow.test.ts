@@ -3,6 +3,7 @@ import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { dockerClient } from '../../infra/docker.ts';
 import { approve, issueStatus, reject } from '../../lib/issue-client.ts';
 import { containerName, volumeName } from '../../lib/sandbox/names.ts';
+import { sh as sandboxSh } from '../../lib/sandbox/workspace.ts';
 import { approveLandingSignal, rejectLandingSignal } from '../../workflows/definitions.ts';
 import { startFlakyProxy, type FlakyProxy } from '../fakes/flaky-proxy.ts';
 import { World, historyText, sh } from '../helpers/world.ts';
@@ -267,6 +268,60 @@ describe('proof evidence', () => {
         expect(check.reports?.map((report) => report.path)).toEqual(['reports/junit.xml']);
         expect(await world.wired.deps.artifacts.getText(check.reports![0]!.ref)).toBe('<testsuites tests="5" failures="0"/>');
         expect(await world.wired.deps.artifacts.getText(waiting.proof[0]!.walkthrough.ref)).toContain('reports: reports/junit.xml');
+        await handle.cancel();
+      });
+    } finally {
+      await world.close();
+    }
+  });
+
+  it('stops what the agent and the checks leave running: a server the agent left does not hold the port the tests need', async () => {
+    const PORT = 4321;
+    const listen = `require('net').createServer().listen(${PORT}, '127.0.0.1')`;
+    const world = await World.create({
+      extraContract: [
+        'proof:',
+        '  commands:',
+        '    - { name: tests, run: npm test, timeout_ms: 120000 }',
+        "    - { name: watcher, run: 'nohup sleep 600 >/dev/null 2>&1 &' }",
+      ].join('\n'),
+    });
+    try {
+      const id = world.id('leftovers');
+      await world.addIssue({ identifier: id, title: 'Serve on a port' }, [
+        // The agent starts a server in the background and never stops it.
+        { tool_calls: [{ name: 'run_shell', arguments: { command: `nohup node -e "${listen}" >/dev/null 2>&1 &` } }] },
+        {
+          tool_calls: [
+            { name: 'write_file', arguments: { path: 'src/port.js', content: `export const PORT = ${PORT};\n` } },
+            {
+              name: 'write_file',
+              arguments: {
+                path: 'test/port.test.js',
+                content: "import test from 'node:test';\nimport net from 'node:net';\nimport { PORT } from '../src/port.js';\n\n" +
+                  "test('the port is free', async () => {\n  const server = net.createServer();\n  await new Promise((resolve, reject) => { server.once('error', reject); server.listen(PORT, '127.0.0.1', resolve); });\n  server.close();\n});\n",
+              },
+            },
+          ],
+        },
+        { tool_calls: [{ name: 'finish', arguments: { summary: 'Serves on a port.' } }] },
+      ]);
+      await world.run(async () => {
+        const handle = await world.start(id);
+        const waiting = await world.waitForPhase(handle, 'AwaitingApproval');
+        const proof = waiting.proof[0]!;
+        expect(proof.checks.map((check) => [check.name, check.passed])).toEqual([['tests', true], ['watcher', true]]);
+        expect(proof.stoppedProcesses).toEqual([
+          { startedBy: 'agent', command: `node -e ${listen}` },
+          { startedBy: 'check', command: 'sleep 600' },
+        ]);
+        const walkthrough = await world.wired.deps.artifacts.getText(proof.walkthrough.ref);
+        expect(walkthrough).toContain(`## Processes Cadenza stopped\n- \`node -e ${listen}\`, left running by the agent\n- \`sleep 600\`, left running by a check`);
+        // Nothing the agent or the checks started runs on in the sandbox while the run waits.
+        const sandbox = { docker, container: containerName(handle.workflowId), user: world.contract.config.sandbox.user };
+        const running = await sandboxSh(sandbox, "for p in /proc/[0-9]*; do tr '\\000' ' ' < $p/cmdline 2>/dev/null; echo; done");
+        expect(running.stdout).not.toContain('sleep 600');
+        expect(running.stdout).not.toContain('createServer');
         await handle.cancel();
       });
     } finally {
