@@ -1,10 +1,13 @@
 /**
- * Landing: merge the work branch into the target inside the sandbox, re-run the required checks on
- * the merged tree, then fast-forward the target branch of the git remote. Idempotent: a retry that
- * finds this workflow's merge already on the target does nothing.
+ * Landing: merge the work branch into the target inside the sandbox and re-run the required checks on
+ * the merged tree; then, by `landing.strategy`, fast-forward the target branch of the git remote
+ * (merge), or push the work branch and open a pull request for it in the tracker's repository
+ * (pull_request), which people merge. Idempotent: a retry that finds this workflow's merge already on
+ * the target does nothing, and a retried pull request finds the one it opened.
  */
 import { ApplicationFailure } from '@temporalio/activity';
 import type { Contract } from '../lib/contract/index.ts';
+import { TrackerError } from '../lib/tracker/types.ts';
 import { TRANSFER_DIR, getFile, putFile, sh, shOk } from '../lib/sandbox/workspace.ts';
 import type { ProofCheck } from '../workflows/definitions.ts';
 import type { ActivityDeps } from './deps.ts';
@@ -20,11 +23,25 @@ export interface LandInput {
   /** Where the sandbox goes back to after landing, by name: a retried landing starts on the landing branch. */
   workBranch: string;
   approvedBy: string | null;
+  /** The tracker's issue id, for the pull request's description (absent in runs from before pull requests). */
+  issueId?: string;
+}
+
+export interface OpenedPullRequest {
+  number: number;
+  url: string;
+  /** The work branch it was opened from, on the remote. */
+  branch: string;
+  /** False when a retry (or an earlier round) had opened it already; it now shows the new head. */
+  created: boolean;
 }
 
 export type LandResult =
-  /** `checks` is empty when the merged tree was the tree the proof had already tested. */
-  | { outcome: 'landed'; commit: string; alreadyLanded: boolean; checks: ProofCheck[] }
+  /**
+   * `checks` is empty when the merged tree was the tree the proof had already tested. With a pull
+   * request, `commit` is the work commit it shows, not a commit on the target.
+   */
+  | { outcome: 'landed'; commit: string; alreadyLanded: boolean; checks: ProofCheck[]; pullRequest?: OpenedPullRequest }
   | { outcome: 'conflict'; files: string[] }
   | { outcome: 'checks_failed'; checks: ProofCheck[] };
 
@@ -34,8 +51,9 @@ export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<ty
   async function landChange(input: LandInput): Promise<LandResult> {
     const { contract, workflowId } = input;
     const { landing, repo, proof: proofConfig } = contract.config;
-    if (landing.strategy !== 'merge') {
-      throw ApplicationFailure.nonRetryable(`landing.strategy ${landing.strategy} needs the GitHub tracker adapter, which this build does not have yet; use landing.strategy: merge`, 'UnsupportedLanding');
+    const tracker = landing.strategy === 'pull_request' ? deps.tracker(contract.config.tracker) : null;
+    if (tracker && !tracker.openPullRequest) {
+      throw ApplicationFailure.nonRetryable(`landing.strategy pull_request needs a tracker that hosts code (tracker.kind github); tracker.kind is ${tracker.kind}`, 'UnsupportedLanding');
     }
     const trailer = `Cadenza-Workflow: ${workflowId}`;
     const mirror = deps.mirrors.get(repo.url);
@@ -93,6 +111,11 @@ export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<ty
       return { outcome: 'checks_failed', checks };
     }
 
+    if (tracker) {
+      await restoreWorkBranch(sandbox, input.workBranch);
+      return { outcome: 'landed', commit: input.workCommit, alreadyLanded: false, checks, pullRequest: await openPullRequest(input, tracker) };
+    }
+
     // The bundle is a file, so the sandbox goes back to the work branch in the same exec.
     await shOk(sandbox, `git bundle create --quiet ${TRANSFER_DIR}/out/landing.bundle ${LANDING_BRANCH} && ${restoreCommand(input.workBranch)}`);
     const mergeCommit = await mirror.fetchBundle(await getFile(sandbox, `${TRANSFER_DIR}/out/landing.bundle`), `refs/heads/${LANDING_BRANCH}`, `refs/cadenza/landing/${input.identifier}`);
@@ -103,6 +126,38 @@ export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<ty
       throw ApplicationFailure.retryable(`push to ${landing.targetBranch} was rejected: ${(error as Error).message}`, 'TargetMoved');
     }
     return { outcome: 'landed', commit: mergeCommit, alreadyLanded: false, checks };
+  }
+
+  /** Pushes the work branch (Cadenza's own, so forced: a reset may have rewound it) and opens, or finds, its pull request. */
+  async function openPullRequest(input: LandInput, tracker: ReturnType<ActivityDeps['tracker']>): Promise<OpenedPullRequest> {
+    const { landing, repo } = input.contract.config;
+    try {
+      await deps.mirrors.get(repo.url).push(input.workCommit, input.workBranch, { force: true });
+    } catch (error) {
+      throw ApplicationFailure.retryable(`push of ${input.workBranch} to ${repo.url} failed: ${(error as Error).message}`, 'PushFailed');
+    }
+    const issueRef = input.issueId && /^\d+$/.test(input.issueId) ? `#${input.issueId}` : input.identifier;
+    const body = [
+      `${input.identifier}: ${input.title}`,
+      '',
+      input.approvedBy ? `Approved for landing by ${input.approvedBy} in Cadenza, after its proof of work passed.` : 'Opened without approval (landing.require_approval: false), after its proof of work passed.',
+      `The required checks passed on this branch merged into \`${landing.targetBranch}\`.`,
+      '',
+      ...(issueRef.startsWith('#') ? [`Closes ${issueRef}`, ''] : []),
+      `Cadenza-Workflow: ${input.workflowId}`,
+    ].join('\n');
+    try {
+      const opened = await tracker.openPullRequest!({
+        issueId: input.issueId ?? input.identifier, head: input.workBranch, base: landing.targetBranch, title: `${input.identifier}: ${input.title}`, body,
+      });
+      return { number: opened.number, url: opened.url, branch: input.workBranch, created: opened.created };
+    } catch (error) {
+      // Bad data will not get better by retrying; an outage, a rate limit or a token being fixed may.
+      if (error instanceof TrackerError && (error.code === 'tracker_invalid_data' || error.code === 'tracker_not_found')) {
+        throw ApplicationFailure.nonRetryable(`could not open a pull request from ${input.workBranch} into ${landing.targetBranch}: ${error.message}`, 'PullRequestRefused');
+      }
+      throw error;
+    }
   }
 
   const restoreCommand = (workBranch: string) => `git checkout --quiet --force ${workBranch} && git clean -fdq`;

@@ -87,9 +87,9 @@ export class RepoMirror {
     }
   }
 
-  /** Fast-forward push of `commit` to `branch` on the remote. Rejected if the branch moved. */
-  async push(commit: string, branch: string): Promise<void> {
-    await git(this.dir, ['push', '--quiet', 'origin', `${commit}:refs/heads/${branch}`]);
+  /** Fast-forward push of `commit` to `branch` on the remote. Rejected if the branch moved, unless `force` (for a branch Cadenza owns). */
+  async push(commit: string, branch: string, { force = false } = {}): Promise<void> {
+    await git(this.dir, ['push', '--quiet', 'origin', `${force ? '+' : ''}${commit}:refs/heads/${branch}`]);
     await git(this.dir, ['update-ref', `refs/heads/${branch}`, commit]);
   }
 

@@ -390,7 +390,8 @@ async function poll(run: Watched, connection: Connection): Promise<void> {
       if (run.last?.phase === 'Done') return; // already shown
       const result = (await run.handle.result()) as IssueWorkflowResult;
       const rounds = `after ${result.rounds} round${result.rounds === 1 ? '' : 's'}`;
-      out(`${label}${from}${result.phase}${result.landedCommit ? ` (landed ${short(result.landedCommit)} ${rounds})` : ` (${rounds})`}`);
+      const outcome = result.landedCommit ? `landed ${short(result.landedCommit)} ` : result.pullRequest ? `pull request ${result.pullRequest.url} ` : '';
+      out(`${label}${from}${result.phase} (${outcome}${rounds})`);
     } else if (runStatus === 'FAILED') {
       if (run.last?.phase === 'Failed') return;
       const reason = await run.handle.result().then(() => '', (error: Error) => errorText(error).replace(/^Workflow execution failed: /, ''));
@@ -427,6 +428,7 @@ function phaseNote(status: IssueStatus, identifier: string): string {
     case 'Landing':
       return status.decision ? ` (approved by ${status.decision.by})` : '';
     case 'Done':
+      if (status.pullRequest) return ` (pull request ${status.pullRequest.url})`;
       return status.landedCommit ? ` (landed ${short(status.landedCommit)})` : '';
     case 'Failed':
       return ` (${oneLine(status.lastError, 160)})`;
@@ -491,7 +493,10 @@ async function statusOf(client: Client, connection: Connection, kind: string, id
     out(`  phase       ${description.typedSearchAttributes.get(phaseKey) ?? '?'}`);
     const result = await handle.result().then((r) => r as IssueWorkflowResult, (error: Error) => error);
     if (result instanceof Error) out(`  last error  ${oneLine(errorText(result), 200)}`);
-    else out(`  rounds      ${result.rounds}\n  tokens      ${result.tokens.total}\n  landed      ${result.landedCommit ?? '-'}`);
+    else {
+      out(`  rounds      ${result.rounds}\n  tokens      ${result.tokens.total}\n  landed      ${result.landedCommit ?? '-'}`);
+      if (result.pullRequest) out(`  pull req.   #${result.pullRequest.number} ${result.pullRequest.url}`);
+    }
     return;
   }
   out(`  phase       ${status.phase}, round ${status.round} (session attempt ${status.attempt})`);
@@ -502,6 +507,7 @@ async function statusOf(client: Client, connection: Connection, kind: string, id
   out(`  last error  ${status.lastError ?? '-'}`);
   out(`  decision    ${status.decision ? `${status.decision.kind} by ${status.decision.by}${status.decision.text ? `: ${oneLine(status.decision.text)}` : ''}` : '-'}`);
   out(`  landed      ${status.landedCommit ?? '-'}`);
+  if (status.pullRequest) out(`  pull req.   #${status.pullRequest.number} ${status.pullRequest.url} (from ${status.pullRequest.branch})`);
   if (status.proof.length === 0) out('  proof       none yet');
   for (const proof of status.proof) {
     out(`  proof round ${proof.round}: ${proof.passed ? 'passed' : 'FAILED'} at commit ${short(proof.headCommit)}`);

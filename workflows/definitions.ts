@@ -104,6 +104,8 @@ export interface IssueStatus {
   proof: ProofResult[];
   decision: { kind: 'approved' | 'rejected'; by: string; text?: string } | null;
   landedCommit: string | null;
+  /** With landing.strategy pull_request: the pull request Cadenza opened (people merge it). */
+  pullRequest?: PullRequestRef | null;
   sandbox: string | null;
   /** The issue's tracker state as last reported by the poller; non-active pauses the agent. */
   trackerState: string | null;
@@ -153,9 +155,16 @@ export interface IssueWorkflowInput {
   carried?: CarriedState;
 }
 
+export interface PullRequestRef {
+  number: number;
+  url: string;
+  branch: string;
+}
+
 export interface IssueWorkflowResult {
   phase: Phase;
   landedCommit: string | null;
+  pullRequest?: PullRequestRef;
   rounds: number;
   tokens: TokenUsage;
 }

@@ -216,7 +216,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
     WORKPAD_MARKER,
     `### Cadenza workpad: ${issue.identifier}`,
     `**Phase:** ${status.phase} · round ${status.round} · ${status.tokens.total} tokens${status.model ? ` · model ${status.model}` : ''}`,
-    `**Workflow:** \`${workflowId}\` · **Branch:** \`${workBranch}\`${status.landedCommit ? ` · **Landed:** \`${status.landedCommit}\`` : ''}`,
+    `**Workflow:** \`${workflowId}\` · **Branch:** \`${workBranch}\`${status.landedCommit ? ` · **Landed:** \`${status.landedCommit}\`` : ''}${status.pullRequest ? ` · **Pull request:** ${status.pullRequest.url}` : ''}`,
     ...(latestProof ? ['', '#### Latest proof', '{{proof}}'] : []),
     '',
     '#### Log',
@@ -402,7 +402,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
       }
 
       setPhase('Landing');
-      const landed = await landActs.landChange({ workflowId, contract, identifier: issue.identifier, title: issue.title, workCommit: headCommit, workBranch, approvedBy });
+      const landed = await landActs.landChange({ workflowId, contract, identifier: issue.identifier, title: issue.title, workCommit: headCommit, workBranch, approvedBy, issueId: issue.id });
       if (landed.outcome !== 'landed') {
         feedback = landed.outcome === 'conflict'
           ? `Landing found merge conflicts with ${config.landing.targetBranch} in: ${landed.files.join(', ')}. Bring the work branch up to date and resolve them.`
@@ -410,11 +410,22 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
         await comment(`Landing stopped: ${landed.outcome === 'conflict' ? 'merge conflict' : 'checks failed on the merged result'}. Another round starts.`);
         continue;
       }
+      const approval = `${approvedBy ? `, approved by ${approvedBy}` : ''}${status.decision?.text ? ` ("${status.decision.text}")` : ''}`;
+      if (landed.pullRequest) {
+        // People merge it; the issue waits in review and closes when the pull request merges.
+        const { number, url, branch } = landed.pullRequest;
+        status.pullRequest = { number, url, branch };
+        await moveAndComment(
+          config.tracker.reviewState,
+          `Opened pull request #${number} for ${issue.identifier}: ${url} (\`${branch}\` into \`${config.landing.targetBranch}\`, head \`${landed.commit}\`)${approval}. The required checks passed on it merged into \`${config.landing.targetBranch}\`.`,
+        );
+        setPhase('Done', `Pull request #${number} opened: ${url}`);
+        return { phase: 'Done', landedCommit: null, pullRequest: status.pullRequest, rounds: round, tokens: status.tokens };
+      }
       status.landedCommit = landed.commit;
       await moveAndComment(
         config.tracker.doneState,
-        `Landed ${issue.identifier} as commit \`${landed.commit}\` on \`${config.landing.targetBranch}\` of ${config.repo.url}` +
-          `${approvedBy ? `, approved by ${approvedBy}` : ''}${status.decision?.text ? ` ("${status.decision.text}")` : ''}.`,
+        `Landed ${issue.identifier} as commit \`${landed.commit}\` on \`${config.landing.targetBranch}\` of ${config.repo.url}${approval}.`,
       );
       setPhase('Done', `Landed as ${landed.commit}`);
       return { phase: 'Done', landedCommit: landed.commit, rounds: round, tokens: status.tokens };

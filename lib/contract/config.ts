@@ -314,9 +314,14 @@ function proof(s: Section): CadenzaConfig['proof'] {
   return { commands, maxRounds: s.int('max_rounds', 3, 1) };
 }
 
-function landing(s: Section, baseBranch: string): LandingConfig {
+function landing(s: Section, baseBranch: string, trackerKind: TrackerConfig['kind']): LandingConfig {
+  const strategy = s.oneOf('strategy', ['merge', 'pull_request'] as const, 'merge');
+  // The pull request is opened in the tracker's repository, so only a tracker that hosts code will do.
+  if (strategy === 'pull_request' && trackerKind !== 'github') {
+    invalid(s.key('strategy'), strategy, '"merge", or "pull_request" with tracker.kind "github"', `${s.key('strategy')}: "pull_request" opens the pull request in tracker.repository and needs tracker.kind "github"; tracker.kind is ${JSON.stringify(trackerKind)} (use "merge" with it)`);
+  }
   return {
-    strategy: s.oneOf('strategy', ['merge', 'pull_request'] as const, 'merge'),
+    strategy,
     targetBranch: branch(s, 'target_branch', baseBranch),
     requireApproval: s.bool('require_approval', true),
     approvalTimeoutMs: s.int('approval_timeout_ms', 604_800_000, 1),
@@ -345,6 +350,6 @@ export function buildConfig(raw: Raw, dir: string, env: Env = process.env): Cade
     sandbox: sandbox(root.section('sandbox')),
     model: model(root.section('model')),
     proof: proof(root.section('proof')),
-    landing: landing(root.section('landing'), repoConfig.baseBranch),
+    landing: landing(root.section('landing'), repoConfig.baseBranch, trackerConfig.kind),
   };
 }

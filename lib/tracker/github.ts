@@ -10,11 +10,23 @@
  * Issue ids are issue numbers as strings ("42"); identifiers are `<repo name>-<number>`
  * ("cadenza-42"), safe for file names and workflow ids. The token is sent only to the configured
  * endpoint's origin and never appears in an error message.
+ *
+ * Pull requests are opened from a branch of the same repository; an open one for the same head and
+ * base is reused (looked up first, and again when GitHub answers that it already exists), so a
+ * retried landing opens exactly one.
  */
 import { ContractError } from '../contract/errors.ts';
 import { resolveSecret } from '../contract/secrets.ts';
 import type { TrackerConfig } from '../contract/types.ts';
-import { TrackerError, type BlockerRef, type Issue, type TrackerAdapter, type TrackerComment } from './types.ts';
+import {
+  TrackerError,
+  type BlockerRef,
+  type Issue,
+  type PullRequest,
+  type PullRequestRequest,
+  type TrackerAdapter,
+  type TrackerComment,
+} from './types.ts';
 
 export const DEFAULT_GITHUB_ENDPOINT = 'https://api.github.com';
 const API_VERSION = '2022-11-28';
@@ -65,6 +77,11 @@ interface Reply {
 
 /** What to do with a 404: `null` = return null; a function = build the error (may run more requests). */
 type On404 = null | (() => Promise<TrackerError>);
+
+interface SendOptions {
+  body?: unknown;
+  accept?: readonly number[];
+}
 
 export class GitHubTracker implements TrackerAdapter {
   readonly kind = 'github';
@@ -239,6 +256,49 @@ export class GitHubTracker implements TrackerAdapter {
     return items.map((item) => toComment(item, this.repository));
   }
 
+  /**
+   * Opens a pull request from `head` into `base` (branches of this repository), or returns the open
+   * one that already exists for them (`created: false`), also when another opener wins a race.
+   */
+  async openPullRequest(request: PullRequestRequest): Promise<PullRequest> {
+    const { number, head, base, title, body } = this.pullRequestInput(request);
+    const existing = await this.findOpenPullRequest(head, base);
+    if (existing !== null) return existing;
+
+    const branches = `from ${head} into ${base} in GitHub repository ${this.repository}`;
+    const what = `opening a pull request ${branches} for issue ${this.ref(number)}`;
+    const reply = await this.send('POST', `${this.repoUrl()}/pulls`, what, {
+      body: { title, head, base, body },
+      on404: async () => {
+        await this.assertRepositoryVisible();
+        return new TrackerError(
+          'tracker_auth_failed',
+          `GitHub answered 404 while ${what} although the repository is visible; the token likely lacks permission to open pull requests (Pull requests: write)`,
+        );
+      },
+      accept: [422],
+    });
+    if (reply.status !== 422) return toPullRequest(reply.data, this.repository, true);
+
+    const message = isObject(reply.data) && typeof reply.data.message === 'string' ? reply.data.message : 'Unprocessable Entity';
+    const details = validationDetails(reply.data);
+    if (alreadyExists(reply.data)) {
+      // Someone else opened it between the lookup and the create.
+      const raced = await this.findOpenPullRequest(head, base);
+      if (raced !== null) return raced;
+      throw new TrackerError(
+        'tracker_invalid_data',
+        this.redact(`GitHub says a pull request ${branches} already exists (422 ${message}${details}) but lists no open one for that head and base`),
+      );
+    }
+    const fields = validationFields(reply.data);
+    const hint = [
+      fields.includes('head') ? `; check that branch ${JSON.stringify(head)} exists in ${this.repository} (was it pushed?)` : '',
+      fields.includes('base') ? `; check that base branch ${JSON.stringify(base)} exists in ${this.repository}` : '',
+    ].join('');
+    throw new TrackerError('tracker_invalid_data', this.redact(`GitHub refused to open a pull request ${branches} (422 ${message}${details})${hint}`));
+  }
+
   // --- mapping -------------------------------------------------------------------------------
 
   private stateOf(raw: RawIssue): string {
@@ -322,6 +382,50 @@ export class GitHubTracker implements TrackerAdapter {
     return Number(digits);
   }
 
+  /** Checks a pull request request before anything is sent. */
+  private pullRequestInput(request: PullRequestRequest): { number: number; head: string; base: string; title: string; body: string } {
+    const refuse = (why: string) =>
+      new TrackerError('tracker_invalid_data', this.redact(`cannot open a pull request in GitHub repository ${this.repository}: ${why}`));
+    if (!isObject(request)) throw refuse('no request given');
+    const number = this.issueNumber(request.issueId);
+    const branch = (field: 'head' | 'base', value: unknown): string => {
+      if (typeof value !== 'string' || value.trim() === '') throw refuse(`${field} branch is empty`);
+      if (value.includes(':')) {
+        throw refuse(`${field} branch ${JSON.stringify(value)} contains ":"; give the branch name alone (the repository owner is added)`);
+      }
+      if (/\s/.test(value)) throw refuse(`${field} branch ${JSON.stringify(value)} contains whitespace, which no branch name has`);
+      return value;
+    };
+    const head = branch('head', request.head);
+    const base = branch('base', request.base);
+    if (head === base) throw refuse(`head and base are the same branch ${JSON.stringify(head)}`);
+    if (typeof request.title !== 'string' || request.title.trim() === '') throw refuse('title is empty');
+    if (typeof request.body !== 'string') throw refuse('body must be a string');
+    return { number, head, base, title: request.title, body: request.body };
+  }
+
+  /** The open pull request from `head` (of this repository's owner) into `base`, or null. */
+  private async findOpenPullRequest(head: string, base: string): Promise<PullRequest | null> {
+    const params = new URLSearchParams({ state: 'open', head: `${this.owner}:${head}`, base, per_page: String(this.pageSize) });
+    const items = await this.paginate(
+      `${this.repoUrl()}/pulls?${params}`,
+      `looking for an open pull request from ${head} into ${base} in ${this.repository}`,
+      () => Promise.resolve(this.repositoryNotFound()),
+    );
+    const label = `${this.owner}:${head}`.toLowerCase();
+    for (const item of items) {
+      if (!isObject(item)) throw new TrackerError('tracker_invalid_data', `GitHub returned something that is not a pull request for ${this.repository}`);
+      // GitHub ignores a head filter it cannot parse; check rather than trust it.
+      const itemHead = isObject(item.head) ? item.head : {};
+      const itemBase = isObject(item.base) ? item.base : {};
+      if (itemHead.ref !== head || itemBase.ref !== base) continue;
+      if (typeof itemHead.label === 'string' && itemHead.label.toLowerCase() !== label) continue;
+      if (item.state !== undefined && item.state !== 'open') continue;
+      return toPullRequest(item, this.repository, false);
+    }
+    return null;
+  }
+
   // --- requests ------------------------------------------------------------------------------
 
   private repoUrl(): string {
@@ -401,15 +505,11 @@ export class GitHubTracker implements TrackerAdapter {
     }
   }
 
-  private send(method: string, url: string, what: string, opts: { body?: unknown; on404: null; on410?: null }): Promise<Reply | null>;
-  private send(method: string, url: string, what: string, opts: { body?: unknown; on404: () => Promise<TrackerError>; on410?: undefined }): Promise<Reply>;
-  private send(method: string, url: string, what: string, opts: { body?: unknown; on404: On404; on410?: null }): Promise<Reply | null>;
-  private async send(
-    method: string,
-    url: string,
-    what: string,
-    opts: { body?: unknown; on404: On404; on410?: null },
-  ): Promise<Reply | null> {
+  /** `accept`: error statuses returned as a reply (for the caller to read GitHub's body) instead of thrown. */
+  private send(method: string, url: string, what: string, opts: SendOptions & { on404: null; on410?: null }): Promise<Reply | null>;
+  private send(method: string, url: string, what: string, opts: SendOptions & { on404: () => Promise<TrackerError>; on410?: undefined }): Promise<Reply>;
+  private send(method: string, url: string, what: string, opts: SendOptions & { on404: On404; on410?: null }): Promise<Reply | null>;
+  private async send(method: string, url: string, what: string, opts: SendOptions & { on404: On404; on410?: null }): Promise<Reply | null> {
     const headers: Record<string, string> = {
       Authorization: `Bearer ${this.token}`,
       Accept: 'application/vnd.github+json',
@@ -442,7 +542,7 @@ export class GitHubTracker implements TrackerAdapter {
         }
       }
     }
-    if (response.ok) return { status: response.status, headers: response.headers, data };
+    if (response.ok || opts.accept?.includes(response.status)) return { status: response.status, headers: response.headers, data };
     if (response.status === 404 || (response.status === 410 && opts.on410 === null)) {
       if (opts.on404 === null) return null;
       throw await opts.on404();
@@ -622,6 +722,29 @@ function validationDetails(data: unknown): string {
     })
     .filter((p): p is string => !!p);
   return parts.length > 0 ? `: ${parts.join('; ')}` : '';
+}
+
+/** The fields GitHub's validation errors name (`head`, `base`, …). */
+function validationFields(data: unknown): string[] {
+  if (!isObject(data) || !Array.isArray(data.errors)) return [];
+  return data.errors.flatMap((e: unknown) => (isObject(e) && typeof e.field === 'string' ? [e.field] : []));
+}
+
+/** GitHub's 422 for a pull request whose head and base already have an open one. */
+function alreadyExists(data: unknown): boolean {
+  if (!isObject(data) || !Array.isArray(data.errors)) return false;
+  return data.errors.some(
+    (e: unknown) =>
+      (typeof e === 'string' && /pull request already exists/i.test(e)) ||
+      (isObject(e) && typeof e.message === 'string' && /pull request already exists/i.test(e.message)),
+  );
+}
+
+function toPullRequest(value: unknown, repository: string, created: boolean): PullRequest {
+  if (!isObject(value) || typeof value.number !== 'number' || !Number.isInteger(value.number) || typeof value.html_url !== 'string') {
+    throw new TrackerError('tracker_invalid_data', `GitHub returned something that is not a pull request for ${repository}`);
+  }
+  return { number: value.number, url: value.html_url, created };
 }
 
 function isTimeout(error: unknown): boolean {

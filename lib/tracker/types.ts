@@ -40,6 +40,30 @@ export interface TrackerAdapter {
   addComment(issueId: string, body: string): Promise<TrackerComment>;
   updateComment(issueId: string, commentId: string, body: string): Promise<void>;
   listComments(issueId: string): Promise<TrackerComment[]>;
+  /**
+   * Opens a pull request from `head` into `base` in the tracker's repository, or returns the open one
+   * that already exists for that head and base (so a retried landing opens exactly one). Only trackers
+   * that host code have it (GitHub); `landing.strategy: pull_request` requires one.
+   */
+  openPullRequest?(request: PullRequestRequest): Promise<PullRequest>;
+}
+
+export interface PullRequestRequest {
+  /** The issue the change is for (its tracker id); the description closes it when the pull request merges. */
+  issueId: string;
+  /** Branch name in the tracker's repository (no `owner:` prefix). */
+  head: string;
+  base: string;
+  title: string;
+  body: string;
+}
+
+export interface PullRequest {
+  number: number;
+  /** The page a person opens (GitHub's `html_url`). */
+  url: string;
+  /** False when an open pull request for the same head and base already existed. */
+  created: boolean;
 }
 
 /** Errors with stable names, as Symphony's adapters return them. */

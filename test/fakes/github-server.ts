@@ -12,13 +12,26 @@
  *   POST   /repos/{owner}/{repo}/issues/{n}/comments
  *   PATCH  /repos/{owner}/{repo}/issues/comments/{id}
  *   GET    /repos/{owner}/{repo}/issues/{n}/dependencies/blocked_by   (per_page, page)
+ *   GET    /repos/{owner}/{repo}/pulls                       (state, head, base, sort, direction, per_page, page)
+ *   POST   /repos/{owner}/{repo}/pulls                       ({title, head, base, body?, draft?})
  *
  * Like GitHub: PRs are issues with a `pull_request` key and share the numbering; lists are paged
  * (per_page default 30, max 100) with `Link` headers whose URLs use `/repositories/{id}/…` (so a
  * client must follow them, not build page URLs); every response carries x-ratelimit-* headers;
  * a bad or missing token is 401 "Bad credentials"; an unknown repository or issue is 404 "Not Found";
  * repository names match case-insensitively; timestamps are second-precision `…Z`.
+ *
+ * Pull requests, as on GitHub: the list's `head` filter is `owner:branch` (a value without the
+ * `owner:` is ignored, so every pull request matches it, as GitHub does); creating one answers 201
+ * with the full pull request, and 422 "Validation Failed" with GitHub's `errors` when the title is
+ * missing (`missing_field`), head or base is missing or unknown (`invalid`), head equals base
+ * ("No commits between …") or an open pull request for the same head and base exists ("A pull
+ * request already exists for owner:branch."). The fake has no git, so any branch name exists unless
+ * `setBranches` declares the branches; heads from other owners (forks) are `invalid`; creating from
+ * an issue (`issue` instead of `title`) is not supported. A created pull request is also an issue
+ * (with a `pull_request` key) in the issues endpoints.
  */
+import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -34,10 +47,39 @@ export interface FakeIssueInput {
   labels?: string[];
   /** Numbers of issues (in this repository) that block this one. */
   blockedBy?: number[];
+  /** A pull request from branch `pr-{n}` into `main` (use `addPullRequest` to choose them). */
   isPullRequest?: boolean;
   createdAt?: string | Date;
   /** Author login; default "octocat". */
   author?: string;
+}
+
+export interface FakePullRequestInput {
+  title: string;
+  /** Branch name in this repository (no `owner:`). */
+  head: string;
+  /** Default "main". */
+  base?: string;
+  body?: string | null;
+  state?: 'open' | 'closed';
+  draft?: boolean;
+  createdAt?: string | Date;
+  /** Author login; default "octocat". */
+  author?: string;
+}
+
+/** A snapshot of one pull request, for assertions. */
+export interface FakePullRequestSnapshot {
+  number: number;
+  title: string;
+  body: string | null;
+  /** Branch names (no `owner:`). */
+  head: string;
+  base: string;
+  state: 'open' | 'closed';
+  draft: boolean;
+  author: string;
+  createdAt: string;
 }
 
 export interface FakeComment {
@@ -85,8 +127,24 @@ export interface FakeGitHub {
   /** Returns the new comment's id. */
   addComment(number: number, body: string, login?: string): number;
   issue(number: number): FakeIssueSnapshot;
+  /** Adds a pull request (numbered with the issues, as on GitHub); returns its number. */
+  addPullRequest(input: FakePullRequestInput): number;
+  /** Every pull request, by number. */
+  pullRequests(): FakePullRequestSnapshot[];
+  /**
+   * Declares the repository's branches: creating a pull request whose head or base is not among them
+   * then answers 422 `invalid` for that field, as GitHub does for a branch that does not exist.
+   * `null` (the default) accepts any branch name: the fake has no git.
+   */
+  setBranches(names: string[] | null): void;
   /** The next `count` authenticated requests fail with `kind` (after letting `after` more through). */
   failNext(count: number, kind: FailureKind, after?: number): void;
+  /**
+   * Runs `action` once, just before the fake handles the next authenticated request with `method`
+   * whose path (without the query) matches `path`; for injecting races (e.g. a pull request that
+   * appears between a client's lookup and its create).
+   */
+  beforeNext(method: string, path: string | RegExp, action: () => void): void;
 }
 
 export interface FakeGitHubOptions {
@@ -106,11 +164,21 @@ interface StoredIssue {
   labels: string[];
   blockedBy: number[];
   isPullRequest: boolean;
+  /** Set for every pull request. */
+  pull: StoredPull | null;
   author: string;
   createdAt: string;
   updatedAt: string;
   closedAt: string | null;
   comments: FakeComment[];
+}
+
+interface StoredPull {
+  /** The pull request's own id (GitHub's differs from its issue id). */
+  id: number;
+  head: string;
+  base: string;
+  draft: boolean;
 }
 
 const DOCS = 'https://docs.github.com/rest';
@@ -135,6 +203,8 @@ export async function startFakeGitHub(options: FakeGitHubOptions): Promise<FakeG
   const requests: FakeRequest[] = [];
   /** Queued outcomes of the next authenticated requests; null lets one through. */
   const failures: (FailureKind | null)[] = [];
+  const hooks: { method: string; path: string | RegExp; action: () => void }[] = [];
+  let branches: Set<string> | null = null;
   let nextNumber = 1;
   let nextCommentId = 1_000_001;
   let nextLabelId = 5_000_001;
@@ -228,7 +298,7 @@ export async function startFakeGitHub(options: FakeGitHubOptions): Promise<FakeG
       state_reason: issue.stateReason,
     };
     if (issue.isPullRequest) {
-      json.draft = false;
+      json.draft = issue.pull?.draft ?? false;
       json.pull_request = {
         url: `${repoApi()}/pulls/${issue.number}`,
         html_url: `${htmlRepo}/pull/${issue.number}`,
@@ -236,6 +306,80 @@ export async function startFakeGitHub(options: FakeGitHubOptions): Promise<FakeG
         patch_url: `${htmlRepo}/pull/${issue.number}.patch`,
         merged_at: null,
       };
+    }
+    return json;
+  }
+
+  const shaOf = (ref: string) => createHash('sha1').update(`${owner}/${name}:${ref}`).digest('hex');
+
+  function branchJson(ref: string): Record<string, unknown> {
+    return { label: `${owner}:${ref}`, ref, sha: shaOf(ref), user: userJson(owner), repo: repoJson() };
+  }
+
+  /** A pull request as the list returns it; `full` adds what a single one (and a create) carries. */
+  function pullJson(issue: StoredIssue, full: boolean): Record<string, unknown> {
+    const pull = issue.pull as StoredPull;
+    const url = `${repoApi()}/pulls/${issue.number}`;
+    const issueUrl = `${repoApi()}/issues/${issue.number}`;
+    const html = `${htmlRepo}/pull/${issue.number}`;
+    const json: Record<string, unknown> = {
+      url,
+      id: pull.id,
+      node_id: `PR_${pull.id}`,
+      html_url: html,
+      diff_url: `${html}.diff`,
+      patch_url: `${html}.patch`,
+      issue_url: issueUrl,
+      number: issue.number,
+      state: issue.state,
+      locked: false,
+      title: issue.title,
+      user: userJson(issue.author),
+      body: issue.body,
+      labels: issue.labels.map(labelJson),
+      milestone: null,
+      active_lock_reason: null,
+      created_at: issue.createdAt,
+      updated_at: issue.updatedAt,
+      closed_at: issue.closedAt,
+      merged_at: null,
+      merge_commit_sha: null,
+      assignee: null,
+      assignees: [],
+      requested_reviewers: [],
+      requested_teams: [],
+      commits_url: `${url}/commits`,
+      review_comments_url: `${url}/comments`,
+      review_comment_url: `${repoApi()}/pulls/comments{/number}`,
+      comments_url: `${issueUrl}/comments`,
+      statuses_url: `${repoApi()}/statuses/${shaOf(pull.head)}`,
+      head: branchJson(pull.head),
+      base: branchJson(pull.base),
+      _links: {
+        self: { href: url },
+        html: { href: html },
+        issue: { href: issueUrl },
+        comments: { href: `${issueUrl}/comments` },
+      },
+      author_association: 'OWNER',
+      auto_merge: null,
+      draft: pull.draft,
+    };
+    if (full) {
+      Object.assign(json, {
+        merged: false,
+        mergeable: null,
+        rebaseable: null,
+        mergeable_state: 'unknown',
+        merged_by: null,
+        comments: issue.comments.length,
+        review_comments: 0,
+        maintainer_can_modify: false,
+        commits: 1,
+        additions: 0,
+        deletions: 0,
+        changed_files: 0,
+      });
     }
     return json;
   }
@@ -332,6 +476,104 @@ export async function startFakeGitHub(options: FakeGitHubOptions): Promise<FakeG
       status: '422',
     });
 
+  const pullValidation = (errors: Record<string, unknown>[]) =>
+    new HttpError(422, {
+      message: 'Validation Failed',
+      errors,
+      documentation_url: 'https://docs.github.com/rest/pulls/pulls#create-a-pull-request',
+      status: '422',
+    });
+
+  function openPullFor(head: string, base: string): StoredIssue | undefined {
+    return [...issues.values()].find((i) => i.state === 'open' && i.pull?.head === head && i.pull.base === base);
+  }
+
+  function storeIssue(input: FakeIssueInput, pull: Omit<StoredPull, 'id'> | null, createdAt?: string): StoredIssue {
+    const number = nextNumber++;
+    const created = createdAt ?? stamp(input.createdAt ?? new Date(Date.UTC(2025, 0, 1) + number * 60_000));
+    const state = input.state ?? 'open';
+    const isPullRequest = pull !== null || (input.isPullRequest ?? false);
+    const issue: StoredIssue = {
+      id: 900_000_000 + number,
+      number,
+      title: input.title,
+      body: input.body ?? null,
+      state,
+      stateReason: state === 'closed' ? (input.stateReason === undefined ? 'completed' : input.stateReason) : null,
+      labels: [...(input.labels ?? [])],
+      blockedBy: [...(input.blockedBy ?? [])],
+      isPullRequest,
+      pull: isPullRequest ? { id: 800_000_000 + number, ...(pull ?? { head: `pr-${number}`, base: 'main', draft: false }) } : null,
+      author: input.author ?? 'octocat',
+      createdAt: created,
+      updatedAt: created,
+      closedAt: state === 'closed' ? created : null,
+      comments: [],
+    };
+    issues.set(number, issue);
+    return issue;
+  }
+
+  async function routePulls(req: IncomingMessage, url: URL): Promise<Answer> {
+    const method = req.method ?? 'GET';
+    if (method === 'GET') {
+      const state = url.searchParams.get('state') ?? 'open';
+      if (!['open', 'closed', 'all'].includes(state)) throw invalid(`state must be open, closed or all`, 'state');
+      // `owner:branch`; without the owner GitHub ignores the filter.
+      const headFilter = url.searchParams.get('head');
+      let head: { owner: string; ref: string } | null = null;
+      if (headFilter !== null && headFilter.includes(':')) {
+        const at = headFilter.indexOf(':');
+        head = { owner: headFilter.slice(0, at), ref: headFilter.slice(at + 1) };
+      }
+      const base = url.searchParams.get('base');
+      const sort = url.searchParams.get('sort') ?? 'created';
+      const direction = url.searchParams.get('direction') ?? (sort === 'created' ? 'desc' : 'asc');
+      const key = (i: StoredIssue) => (sort === 'updated' ? i.updatedAt : i.createdAt);
+      const list = [...issues.values()]
+        .filter((i) => i.pull !== null)
+        .filter((i) => state === 'all' || i.state === state)
+        .filter((i) => head === null || (head.owner.toLowerCase() === owner.toLowerCase() && i.pull?.head === head.ref))
+        .filter((i) => base === null || base === '' || i.pull?.base === base)
+        .sort((x, y) => (key(x) === key(y) ? x.number - y.number : key(x) < key(y) ? -1 : 1));
+      if (direction !== 'asc') list.reverse();
+      const { page, link } = paged(list, url, '/pulls');
+      return { status: 200, body: page.map((i) => pullJson(i, false)), link };
+    }
+    if (method !== 'POST') throw notFound();
+
+    const raw = await readJson(req);
+    const input = typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? (raw as Record<string, unknown>) : {};
+    const errors: Record<string, unknown>[] = [];
+    if (typeof input.title !== 'string' || input.title === '') errors.push({ resource: 'PullRequest', code: 'missing_field', field: 'title' });
+    // head: `branch` or `owner:branch`; the fake has no forks, so another owner's head is invalid.
+    let head = typeof input.head === 'string' ? input.head : '';
+    if (head.includes(':')) {
+      const at = head.indexOf(':');
+      head = head.slice(0, at).toLowerCase() === owner.toLowerCase() ? head.slice(at + 1) : '';
+    }
+    const base = typeof input.base === 'string' ? input.base : '';
+    if (base === '' || (branches !== null && !branches.has(base))) errors.push({ resource: 'PullRequest', field: 'base', code: 'invalid' });
+    if (head === '' || (branches !== null && !branches.has(head))) errors.push({ resource: 'PullRequest', field: 'head', code: 'invalid' });
+    if (errors.length > 0) throw pullValidation(errors);
+    if (head === base) {
+      throw pullValidation([{ resource: 'PullRequest', code: 'custom', message: `No commits between ${base} and ${head}` }]);
+    }
+    if (openPullFor(head, base)) {
+      throw pullValidation([{ resource: 'PullRequest', code: 'custom', message: `A pull request already exists for ${owner}:${head}.` }]);
+    }
+    const issue = storeIssue(
+      {
+        title: input.title as string,
+        body: typeof input.body === 'string' ? input.body : null,
+        author: 'cadenza-bot',
+      },
+      { head, base, draft: input.draft === true },
+      stamp(),
+    );
+    return { status: 201, body: pullJson(issue, true) };
+  }
+
   interface Answer {
     status: number;
     body: unknown;
@@ -359,6 +601,7 @@ export async function startFakeGitHub(options: FakeGitHubOptions): Promise<FakeG
     };
 
     if (rest.length === 0 && method === 'GET') return { status: 200, body: repoJson() };
+    if (a === 'pulls' && rest.length === 1) return routePulls(req, url);
     if (a !== 'issues') throw notFound();
 
     // GET /issues
@@ -529,6 +772,11 @@ export async function startFakeGitHub(options: FakeGitHubOptions): Promise<FakeG
       return;
     }
     remaining = Math.max(0, remaining - 1);
+    const pathname = url.pathname;
+    const hook = hooks.findIndex(
+      (h) => h.method === (req.method ?? 'GET') && (typeof h.path === 'string' ? h.path === pathname : h.path.test(pathname)),
+    );
+    if (hook >= 0) hooks.splice(hook, 1)[0]?.action();
     try {
       const answer = await route(req, url);
       send(res, answer.status, answer.body, answer.link ? { link: answer.link } : {});
@@ -595,26 +843,7 @@ export async function startFakeGitHub(options: FakeGitHubOptions): Promise<FakeG
     repository: options.repository,
     requests,
     addIssue(input) {
-      const number = nextNumber++;
-      const createdAt = stamp(input.createdAt ?? new Date(Date.UTC(2025, 0, 1) + number * 60_000));
-      const state = input.state ?? 'open';
-      issues.set(number, {
-        id: 900_000_000 + number,
-        number,
-        title: input.title,
-        body: input.body ?? null,
-        state,
-        stateReason: state === 'closed' ? (input.stateReason === undefined ? 'completed' : input.stateReason) : null,
-        labels: [...(input.labels ?? [])],
-        blockedBy: [...(input.blockedBy ?? [])],
-        isPullRequest: input.isPullRequest ?? false,
-        author: input.author ?? 'octocat',
-        createdAt,
-        updatedAt: createdAt,
-        closedAt: state === 'closed' ? createdAt : null,
-        comments: [],
-      });
-      return number;
+      return storeIssue(input, null).number;
     },
     setLabels(number, labels) {
       const issue = mustExist(number);
@@ -628,9 +857,39 @@ export async function startFakeGitHub(options: FakeGitHubOptions): Promise<FakeG
     issue(number) {
       return snapshot(mustExist(number));
     },
+    addPullRequest(input) {
+      const base = input.base ?? 'main';
+      if ((input.state ?? 'open') === 'open' && openPullFor(input.head, base)) {
+        throw new Error(`fake GitHub: an open pull request from ${input.head} into ${base} exists already`);
+      }
+      const { head, draft, ...rest } = input;
+      return storeIssue(rest, { head, base, draft: draft ?? false }).number;
+    },
+    pullRequests() {
+      return [...issues.values()]
+        .filter((i) => i.pull !== null)
+        .sort((x, y) => x.number - y.number)
+        .map((i) => ({
+          number: i.number,
+          title: i.title,
+          body: i.body,
+          head: i.pull?.head ?? '',
+          base: i.pull?.base ?? '',
+          state: i.state,
+          draft: i.pull?.draft ?? false,
+          author: i.author,
+          createdAt: i.createdAt,
+        }));
+    },
+    setBranches(names) {
+      branches = names === null ? null : new Set(names);
+    },
     failNext(count, kind, after = 0) {
       for (let i = 0; i < after; i++) failures.push(null);
       for (let i = 0; i < count; i++) failures.push(kind);
+    },
+    beforeNext(method, path, action) {
+      hooks.push({ method: method.toUpperCase(), path, action });
     },
   };
 }

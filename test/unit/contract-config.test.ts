@@ -262,6 +262,14 @@ describe('invalid_config', () => {
     expect(err).toMatchObject({ code: 'invalid_config', key: 'tracker.repository' });
   });
 
+  it('landing.strategy pull_request needs the GitHub tracker, which holds the repository to open it in', () => {
+    const err = catchError(() => withRepo('landing: { strategy: pull_request }'));
+    expect(err).toMatchObject({ code: 'invalid_config', key: 'landing.strategy', value: 'pull_request' });
+    expect(err.message).toBe('landing.strategy: "pull_request" opens the pull request in tracker.repository and needs tracker.kind "github"; tracker.kind is "local" (use "merge" with it)');
+    const github = withRepo('tracker: { kind: github, repository: acme/web }\nlanding: { strategy: pull_request }', { GITHUB_TOKEN: 't' });
+    expect(github.config.landing.strategy).toBe('pull_request');
+  });
+
   it('accepts a valid 5-field cron and normalizes spacing', () => {
     expect(withRepo('schedule: "*/5   *  * * 1-5"').config.schedule).toBe('*/5 * * * 1-5');
   });
@@ -318,7 +326,7 @@ proof:
       run: npm run lint
       required: false
 landing:
-  strategy: pull_request
+  strategy: merge
   require_approval: true
   approval_timeout_ms: 86400000
 observability:
@@ -358,7 +366,7 @@ You are working on {{ issue.identifier }}: {{ issue.title }}.
     expect(config.proof.commands.map((c) => [c.name, c.timeoutMs, c.required])).toEqual([
       ['typecheck', 120_000, true], ['test', 600_000, true], ['lint', 600_000, false],
     ]);
-    expect(config.landing).toEqual({ strategy: 'pull_request', targetBranch: 'develop', requireApproval: true, approvalTimeoutMs: 86_400_000 });
+    expect(config.landing).toEqual({ strategy: 'merge', targetBranch: 'develop', requireApproval: true, approvalTimeoutMs: 86_400_000 });
     const json = JSON.stringify(contract);
     expect(json).not.toContain('lin_live_abc');
     expect(json).not.toContain('sk-live-def');

@@ -1,0 +1,96 @@
+/**
+ * landing.strategy pull_request with the GitHub tracker: the real GitHub adapter talks to a local
+ * server speaking GitHub's REST API; Temporal, Docker and git (a bare repo standing in for the
+ * GitHub repository's git remote) are real.
+ */
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { approve, startIssue } from '../../lib/issue-client.ts';
+import { sandboxExists } from '../../lib/sandbox/container.ts';
+import type { IssueWorkflowResult } from '../../workflows/definitions.ts';
+import { startFakeGitHub, type FakeGitHub } from '../fakes/github-server.ts';
+import { SHOUT } from '../fixtures/scripts.ts';
+import { FAST, World, sh } from '../helpers/world.ts';
+
+const TOKEN = 'ghp_pull_request_test_token';
+let github: FakeGitHub;
+let world: World;
+
+beforeAll(async () => {
+  const prefix = `pr${Date.now().toString(36)}`;
+  github = await startFakeGitHub({ token: TOKEN, repository: `acme/${prefix}` });
+  world = await World.create({
+    env: { CADENZA_TEST_GITHUB_TOKEN: TOKEN },
+    extraContract: [
+      `tracker: { kind: github, endpoint: "${github.url}", api_key: $CADENZA_TEST_GITHUB_TOKEN, repository: acme/${prefix} }`,
+      'landing: { strategy: pull_request, target_branch: main, require_approval: true }',
+    ].join('\n'),
+  });
+});
+afterAll(async () => {
+  await world?.close();
+  await github?.close();
+});
+
+/** A GitHub issue with the SHOUT script, started as the poller would start it. */
+async function startGitHubIssue(title: string) {
+  const number = github.addIssue({ title, body: 'Add a shout() helper.' });
+  const [issue] = await world.wired.deps.tracker(world.contract.config.tracker).fetchIssuesByIds([String(number)]);
+  writeFileSync(path.join(world.scripts, `${issue!.identifier}.json`), JSON.stringify({ turns: SHOUT }));
+  await startIssue(world.client, { issue: issue!, contract: world.contract, taskQueue: world.taskQueue, timing: FAST });
+  return { number, identifier: issue!.identifier, branch: `cadenza/${issue!.identifier}`, handle: world.handle(issue!.identifier) };
+}
+
+const remoteBranch = (branch: string) => sh(world.remote, `git rev-parse --verify --quiet refs/heads/${branch} || true`);
+
+describe('landing.strategy pull_request on the GitHub tracker', () => {
+  it('after approval pushes the work branch and opens one pull request into the target; the target is untouched and the issue waits in review', async () => {
+    const mainBefore = await world.remoteLog();
+    const { number, identifier, branch, handle } = await startGitHubIssue('Add shout');
+    await world.run(async () => {
+      await world.waitForPhase(handle, 'AwaitingApproval');
+      expect(github.pullRequests()).toEqual([]);
+      await approve(handle, 'alice', 'looks good');
+      const result = (await handle.result()) as IssueWorkflowResult;
+
+      expect(result.phase).toBe('Done');
+      expect(result.landedCommit).toBeNull();
+      const pulls = github.pullRequests();
+      expect(pulls).toHaveLength(1);
+      const pull = pulls[0]!;
+      expect(result.pullRequest).toEqual({ number: pull.number, url: `https://github.com/${github.repository}/pull/${pull.number}`, branch });
+      expect(pull).toMatchObject({ head: branch, base: 'main', state: 'open', title: `${identifier}: Add shout` });
+      expect(pull.body).toContain('Approved for landing by alice');
+      expect(pull.body).toContain(`Closes #${number}`);
+      expect(pull.body).toContain(`Cadenza-Workflow: ${handle.workflowId}`);
+
+      // The target branch is for people to merge into; the work is on the pushed branch.
+      expect(await world.remoteLog()).toBe(mainBefore);
+      const head = await remoteBranch(branch);
+      expect(head).toMatch(/^[0-9a-f]{40}$/);
+      expect(await sh(world.remote, `git show ${head}:src/shout.js`)).toContain('toUpperCase');
+
+      const issue = github.issue(number);
+      expect(issue.state).toBe('open');
+      expect(issue.labels).toContain('state:Human Review');
+      const workpad = issue.comments.map((comment) => comment.body).find((body) => body.includes('Cadenza workpad'));
+      expect(workpad).toContain(`Opened pull request #${pull.number} for ${identifier}: ${result.pullRequest!.url}`);
+      expect(workpad).toContain(`**Pull request:** ${result.pullRequest!.url}`);
+      expect(await sandboxExists(world.docker, handle.workflowId)).toBe(false);
+    });
+  });
+
+  it('a pull request already open for the branch (an earlier run) is reused and now shows the new work', async () => {
+    const { identifier, branch, handle } = await startGitHubIssue('Add shout again');
+    const earlier = github.addPullRequest({ title: `${identifier}: an earlier attempt`, head: branch, base: 'main' });
+    await world.run(async () => {
+      await world.waitForPhase(handle, 'AwaitingApproval');
+      await approve(handle, 'bob');
+      const result = (await handle.result()) as IssueWorkflowResult;
+      expect(result.pullRequest?.number).toBe(earlier);
+      expect(github.pullRequests().filter((pull) => pull.head === branch)).toHaveLength(1);
+      expect(await sh(world.remote, `git show ${await remoteBranch(branch)}:src/shout.js`)).toContain('toUpperCase');
+    });
+  });
+});
