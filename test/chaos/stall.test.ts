@@ -13,10 +13,9 @@ import { SHOUT } from '../fixtures/scripts.ts';
 
 const STALL_MS = 3000;
 /**
- * The session heartbeats after every turn and every 5 s (a fixed interval) while a turn runs
- * (activities/agent.ts), so with a heartbeat timeout of 5 s or less a turn longer than the timeout
- * gets a live attempt timed out and retried while it still runs. 8 s is small and keeps a waiting
- * session alive, so what ends the stalled request here is the request timeout = the stall window.
+ * The session heartbeats after every turn and, while a turn runs, every third of its heartbeat timeout
+ * (at most every 5 s; activities/agent.ts), so a session waiting on the model stays alive. With 8 s,
+ * what ends the stalled request here is the request timeout = the stall window, not the heartbeat.
  */
 const TIMING: Timing = { retryInitialIntervalMs: 300, heartbeatTimeoutMs: 8000, activityStartToCloseMs: 120_000 };
 
