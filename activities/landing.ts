@@ -6,7 +6,7 @@
  * the target does nothing, and a retried pull request finds the one it opened.
  */
 import { ApplicationFailure } from '@temporalio/activity';
-import type { Contract } from '../lib/contract/index.ts';
+import type { Contract, TrackerConfig } from '../lib/contract/index.ts';
 import { TrackerError } from '../lib/tracker/types.ts';
 import { TRANSFER_DIR, getFile, putFile, sh, shOk } from '../lib/sandbox/workspace.ts';
 import type { ProofCheck } from '../workflows/definitions.ts';
@@ -51,10 +51,7 @@ export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<ty
   async function landChange(input: LandInput): Promise<LandResult> {
     const { contract, workflowId } = input;
     const { landing, repo, proof: proofConfig } = contract.config;
-    const tracker = landing.strategy === 'pull_request' ? deps.tracker(contract.config.tracker) : null;
-    if (tracker && !tracker.openPullRequest) {
-      throw ApplicationFailure.nonRetryable(`landing.strategy pull_request needs a tracker that hosts code (tracker.kind github); tracker.kind is ${tracker.kind}`, 'UnsupportedLanding');
-    }
+    const pullRequests = landing.strategy === 'pull_request' ? deps.tracker(pullRequestHost(contract)) : null;
     const trailer = `Cadenza-Workflow: ${workflowId}`;
     const mirror = deps.mirrors.get(repo.url);
     await mirror.refresh();
@@ -111,9 +108,9 @@ export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<ty
       return { outcome: 'checks_failed', checks };
     }
 
-    if (tracker) {
+    if (pullRequests) {
       await restoreWorkBranch(sandbox, input.workBranch);
-      return { outcome: 'landed', commit: input.workCommit, alreadyLanded: false, checks, pullRequest: await openPullRequest(input, tracker) };
+      return { outcome: 'landed', commit: input.workCommit, alreadyLanded: false, checks, pullRequest: await openPullRequest(input, pullRequests) };
     }
 
     // The bundle is a file, so the sandbox goes back to the work branch in the same exec.
@@ -129,26 +126,30 @@ export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<ty
   }
 
   /** Pushes the work branch (Cadenza's own, so forced: a reset may have rewound it) and opens, or finds, its pull request. */
-  async function openPullRequest(input: LandInput, tracker: ReturnType<ActivityDeps['tracker']>): Promise<OpenedPullRequest> {
-    const { landing, repo } = input.contract.config;
+  async function openPullRequest(input: LandInput, host: ReturnType<ActivityDeps['tracker']>): Promise<OpenedPullRequest> {
+    const { landing, repo, tracker } = input.contract.config;
     try {
       await deps.mirrors.get(repo.url).push(input.workCommit, input.workBranch, { force: true });
     } catch (error) {
       throw ApplicationFailure.retryable(`push of ${input.workBranch} to ${repo.url} failed: ${(error as Error).message}`, 'PushFailed');
     }
-    const issueRef = input.issueId && /^\d+$/.test(input.issueId) ? `#${input.issueId}` : input.identifier;
+    // An issue of the same GitHub repository is closed by the merge; any other is named.
+    const sameRepository = tracker.kind === 'github' && tracker.repository?.toLowerCase() === pullRequestHost(input.contract).repository?.toLowerCase();
+    const closes = sameRepository && input.issueId && /^\d+$/.test(input.issueId) ? `Closes #${input.issueId}` : `Issue: ${input.identifier} (${tracker.kind})`;
     const body = [
       `${input.identifier}: ${input.title}`,
       '',
       input.approvedBy ? `Approved for landing by ${input.approvedBy} in Cadenza, after its proof of work passed.` : 'Opened without approval (landing.require_approval: false), after its proof of work passed.',
       `The required checks passed on this branch merged into \`${landing.targetBranch}\`.`,
       '',
-      ...(issueRef.startsWith('#') ? [`Closes ${issueRef}`, ''] : []),
+      closes,
+      '',
       `Cadenza-Workflow: ${input.workflowId}`,
     ].join('\n');
     try {
-      const opened = await tracker.openPullRequest!({
-        issueId: input.issueId ?? input.identifier, head: input.workBranch, base: landing.targetBranch, title: `${input.identifier}: ${input.title}`, body,
+      if (!host.openPullRequest) throw new TrackerError('tracker_invalid_data', `the ${host.kind} adapter cannot open pull requests`);
+      const opened = await host.openPullRequest({
+        head: input.workBranch, base: landing.targetBranch, title: `${input.identifier}: ${input.title}`, body,
       });
       return { number: opened.number, url: opened.url, branch: input.workBranch, created: opened.created };
     } catch (error) {
@@ -158,6 +159,21 @@ export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<ty
       }
       throw error;
     }
+  }
+
+  /**
+   * The pull request host as a GitHub tracker configuration, so the worker's adapter cache and secret
+   * handling apply (and a GitHub tracker of the same repository shares its adapter).
+   */
+  function pullRequestHost(contract: Contract): TrackerConfig {
+    const { tracker, landing } = contract.config;
+    const host = landing.github ?? (tracker.kind === 'github' && tracker.repository && tracker.apiKey ? { repository: tracker.repository, endpoint: tracker.endpoint, apiKey: tracker.apiKey } : null);
+    if (!host) throw ApplicationFailure.nonRetryable('landing.strategy pull_request has no GitHub repository to open the pull request in (set landing.github.repository)', 'UnsupportedLanding');
+    if (tracker.kind === 'github' && tracker.repository === host.repository && tracker.endpoint === host.endpoint && tracker.apiKey?.env === host.apiKey.env) return tracker;
+    return {
+      ...tracker, kind: 'github', path: null, projectSlug: null, assignee: null, requiredLabels: [],
+      repository: host.repository, endpoint: host.endpoint, apiKey: host.apiKey,
+    };
   }
 
   const restoreCommand = (workBranch: string) => `git checkout --quiet --force ${workBranch} && git clean -fdq`;

@@ -3,7 +3,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { ContractError } from './errors.ts';
 import { envRefName } from './secrets.ts';
 import type {
-  AgentConfig, CadenzaConfig, HooksConfig, LandingConfig, ModelConfig, ProofCommand, SandboxConfig, SecretRef,
+  AgentConfig, CadenzaConfig, HooksConfig, LandingConfig, ModelConfig, ProofCommand, PullRequestHostConfig, SandboxConfig, SecretRef,
   TrackerConfig, TrackerKind,
 } from './types.ts';
 
@@ -314,14 +314,38 @@ function proof(s: Section): CadenzaConfig['proof'] {
   return { commands, maxRounds: s.int('max_rounds', 3, 1) };
 }
 
-function landing(s: Section, baseBranch: string, trackerKind: TrackerConfig['kind']): LandingConfig {
-  const strategy = s.oneOf('strategy', ['merge', 'pull_request'] as const, 'merge');
-  // The pull request is opened in the tracker's repository, so only a tracker that hosts code will do.
-  if (strategy === 'pull_request' && trackerKind !== 'github') {
-    invalid(s.key('strategy'), strategy, '"merge", or "pull_request" with tracker.kind "github"', `${s.key('strategy')}: "pull_request" opens the pull request in tracker.repository and needs tracker.kind "github"; tracker.kind is ${JSON.stringify(trackerKind)} (use "merge" with it)`);
+const GITHUB_REMOTE = /^(?:https?:\/\/(?:[^@/\s]+@)?github\.com\/|git@github\.com:|ssh:\/\/git@github\.com\/)([A-Za-z0-9_.-]+)\/([A-Za-z0-9_.-]+?)(?:\.git)?\/?$/;
+
+/**
+ * Where pull requests go: `landing.github.repository`, else the GitHub tracker's repository, else the
+ * github.com repository `repo.url` points at. Endpoint and token follow the same order (the token's
+ * default is $GITHUB_TOKEN), and the token must be set, so a run never fails for it at landing.
+ */
+function pullRequestHost(s: Section, trackerConfig: TrackerConfig, repoUrl: string): PullRequestHostConfig {
+  const fromTracker = trackerConfig.kind === 'github' ? trackerConfig : null;
+  const fromRemote = GITHUB_REMOTE.exec(repoUrl);
+  const repository = s.optional('repository') ?? fromTracker?.repository ?? (fromRemote ? `${fromRemote[1]}/${fromRemote[2]}` : null);
+  if (repository === null) {
+    invalid(s.key('repository'), s.get('repository'),
+      '"owner/name" of the GitHub repository to open pull requests in (needed with landing.strategy "pull_request" unless tracker.kind is "github" or repo.url is a github.com URL)');
   }
+  if (!/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/.test(repository)) invalid(s.key('repository'), repository, '"owner/name"');
+  const endpoint = httpUrl(s, 'endpoint') ?? fromTracker?.endpoint ?? null;
+  const apiKey = s.secret('api_key', fromTracker?.apiKey ?? { env: 'GITHUB_TOKEN' })!;
+  const value = s.env[apiKey.env];
+  if (value === undefined || value === '') {
+    throw new ContractError('missing_secret',
+      `${s.key('api_key')}: environment variable ${apiKey.env} is not set or is empty (landing.strategy "pull_request" opens pull requests in ${repository} with it)`,
+      { key: s.key('api_key'), value: `$${apiKey.env}`, allowed: `a non-empty environment variable ${apiKey.env}` });
+  }
+  return { repository, endpoint, apiKey };
+}
+
+function landing(s: Section, baseBranch: string, trackerConfig: TrackerConfig, repoUrl: string): LandingConfig {
+  const strategy = s.oneOf('strategy', ['merge', 'pull_request'] as const, 'merge');
   return {
     strategy,
+    ...(strategy === 'pull_request' ? { github: pullRequestHost(s.section('github'), trackerConfig, repoUrl) } : {}),
     targetBranch: branch(s, 'target_branch', baseBranch),
     requireApproval: s.bool('require_approval', true),
     approvalTimeoutMs: s.int('approval_timeout_ms', 604_800_000, 1),
@@ -350,6 +374,6 @@ export function buildConfig(raw: Raw, dir: string, env: Env = process.env): Cade
     sandbox: sandbox(root.section('sandbox')),
     model: model(root.section('model')),
     proof: proof(root.section('proof')),
-    landing: landing(root.section('landing'), repoConfig.baseBranch, trackerConfig.kind),
+    landing: landing(root.section('landing'), repoConfig.baseBranch, trackerConfig, repoConfig.url),
   };
 }

@@ -74,8 +74,19 @@ export interface ProofCommand {
   required: boolean;
 }
 
+/** Where `landing.strategy: pull_request` opens pull requests; the token stays a reference. */
+export interface PullRequestHostConfig {
+  /** `owner/name` on GitHub. */
+  repository: string;
+  /** The GitHub REST API; null = https://api.github.com. */
+  endpoint: string | null;
+  apiKey: SecretRef;
+}
+
 export interface LandingConfig {
   strategy: 'merge' | 'pull_request';
+  /** Set with `pull_request` only (contracts from before it have none: the GitHub tracker's repository is used). */
+  github?: PullRequestHostConfig | null;
   targetBranch: string;
   requireApproval: boolean;
   approvalTimeoutMs: number;

@@ -261,12 +261,12 @@ export class GitHubTracker implements TrackerAdapter {
    * one that already exists for them (`created: false`), also when another opener wins a race.
    */
   async openPullRequest(request: PullRequestRequest): Promise<PullRequest> {
-    const { number, head, base, title, body } = this.pullRequestInput(request);
+    const { head, base, title, body } = this.pullRequestInput(request);
     const existing = await this.findOpenPullRequest(head, base);
     if (existing !== null) return existing;
 
     const branches = `from ${head} into ${base} in GitHub repository ${this.repository}`;
-    const what = `opening a pull request ${branches} for issue ${this.ref(number)}`;
+    const what = `opening a pull request ${branches}`;
     const reply = await this.send('POST', `${this.repoUrl()}/pulls`, what, {
       body: { title, head, base, body },
       on404: async () => {
@@ -383,11 +383,10 @@ export class GitHubTracker implements TrackerAdapter {
   }
 
   /** Checks a pull request request before anything is sent. */
-  private pullRequestInput(request: PullRequestRequest): { number: number; head: string; base: string; title: string; body: string } {
+  private pullRequestInput(request: PullRequestRequest): { head: string; base: string; title: string; body: string } {
     const refuse = (why: string) =>
       new TrackerError('tracker_invalid_data', this.redact(`cannot open a pull request in GitHub repository ${this.repository}: ${why}`));
     if (!isObject(request)) throw refuse('no request given');
-    const number = this.issueNumber(request.issueId);
     const branch = (field: 'head' | 'base', value: unknown): string => {
       if (typeof value !== 'string' || value.trim() === '') throw refuse(`${field} branch is empty`);
       if (value.includes(':')) {
@@ -401,7 +400,7 @@ export class GitHubTracker implements TrackerAdapter {
     if (head === base) throw refuse(`head and base are the same branch ${JSON.stringify(head)}`);
     if (typeof request.title !== 'string' || request.title.trim() === '') throw refuse('title is empty');
     if (typeof request.body !== 'string') throw refuse('body must be a string');
-    return { number, head, base, title: request.title, body: request.body };
+    return { head, base, title: request.title, body: request.body };
   }
 
   /** The open pull request from `head` (of this repository's owner) into `base`, or null. */

@@ -41,16 +41,14 @@ export interface TrackerAdapter {
   updateComment(issueId: string, commentId: string, body: string): Promise<void>;
   listComments(issueId: string): Promise<TrackerComment[]>;
   /**
-   * Opens a pull request from `head` into `base` in the tracker's repository, or returns the open one
-   * that already exists for that head and base (so a retried landing opens exactly one). Only trackers
-   * that host code have it (GitHub); `landing.strategy: pull_request` requires one.
+   * Opens a pull request from `head` into `base` in the adapter's repository, or returns the open one
+   * that already exists for that head and base (so a retried landing opens exactly one). Only adapters
+   * of a code host have it (GitHub); `landing.strategy: pull_request` uses one, whichever the tracker.
    */
   openPullRequest?(request: PullRequestRequest): Promise<PullRequest>;
 }
 
 export interface PullRequestRequest {
-  /** The issue the change is for (its tracker id); the description closes it when the pull request merges. */
-  issueId: string;
   /** Branch name in the tracker's repository (no `owner:` prefix). */
   head: string;
   base: string;

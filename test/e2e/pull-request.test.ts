@@ -1,7 +1,7 @@
 /**
- * landing.strategy pull_request with the GitHub tracker: the real GitHub adapter talks to a local
- * server speaking GitHub's REST API; Temporal, Docker and git (a bare repo standing in for the
- * GitHub repository's git remote) are real.
+ * landing.strategy pull_request, with the GitHub tracker and with another tracker (pull requests in
+ * landing.github.repository): the real GitHub adapter talks to a local server speaking GitHub's REST
+ * API; Temporal, Docker and git (a bare repo standing in for the GitHub repository's git remote) are real.
  */
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -92,5 +92,38 @@ describe('landing.strategy pull_request on the GitHub tracker', () => {
       expect(github.pullRequests().filter((pull) => pull.head === branch)).toHaveLength(1);
       expect(await sh(world.remote, `git show ${await remoteBranch(branch)}:src/shout.js`)).toContain('toUpperCase');
     });
+  });
+});
+
+describe('landing.strategy pull_request with another tracker', () => {
+  it('opens the pull request in landing.github.repository and names the issue; the local issue waits in review with the link', async () => {
+    const repository = `acme/other${Date.now().toString(36)}`;
+    const host = await startFakeGitHub({ token: TOKEN, repository });
+    const local = await World.create({
+      env: { CADENZA_TEST_GITHUB_TOKEN: TOKEN },
+      extraContract: `landing: { strategy: pull_request, require_approval: false, github: { repository: ${repository}, endpoint: "${host.url}", api_key: $CADENZA_TEST_GITHUB_TOKEN } }`,
+    });
+    try {
+      const id = local.id('pr');
+      await local.addIssue({ identifier: id, title: 'Add shout' }, SHOUT);
+      const mainBefore = await local.remoteLog();
+      await local.run(async () => {
+        const handle = await local.start(id);
+        const result = (await handle.result()) as IssueWorkflowResult;
+        const pulls = host.pullRequests();
+        expect(pulls).toHaveLength(1);
+        expect(result.pullRequest).toEqual({ number: pulls[0]!.number, url: `https://github.com/${repository}/pull/${pulls[0]!.number}`, branch: `cadenza/${id}` });
+        expect(pulls[0]!.body).toContain(`Issue: ${id} (local)`);
+        expect(pulls[0]!.body).toContain('Opened without approval (landing.require_approval: false)');
+        expect(pulls[0]!.body).not.toContain('Closes #');
+        expect(await local.remoteLog()).toBe(mainBefore);
+        const [issue] = await local.tracker.fetchIssuesByIds([id]);
+        expect(issue!.state).toBe('Human Review');
+        expect((await local.tracker.listComments(id)).map((c) => c.body).join('\n')).toContain(`Opened pull request #${pulls[0]!.number} for ${id}`);
+      });
+    } finally {
+      await local.close();
+      await host.close();
+    }
   });
 });

@@ -262,12 +262,38 @@ describe('invalid_config', () => {
     expect(err).toMatchObject({ code: 'invalid_config', key: 'tracker.repository' });
   });
 
-  it('landing.strategy pull_request needs the GitHub tracker, which holds the repository to open it in', () => {
-    const err = catchError(() => withRepo('landing: { strategy: pull_request }'));
-    expect(err).toMatchObject({ code: 'invalid_config', key: 'landing.strategy', value: 'pull_request' });
-    expect(err.message).toBe('landing.strategy: "pull_request" opens the pull request in tracker.repository and needs tracker.kind "github"; tracker.kind is "local" (use "merge" with it)');
-    const github = withRepo('tracker: { kind: github, repository: acme/web }\nlanding: { strategy: pull_request }', { GITHUB_TOKEN: 't' });
-    expect(github.config.landing.strategy).toBe('pull_request');
+  describe('landing.strategy pull_request: where the pull request is opened', () => {
+    it('in the GitHub tracker\'s repository, with its endpoint and token', () => {
+      const { config } = withRepo('tracker: { kind: github, repository: acme/web, endpoint: "http://127.0.0.1:9/api", api_key: $GH }\nlanding: { strategy: pull_request }', { GH: 't' });
+      expect(config.landing.github).toEqual({ repository: 'acme/web', endpoint: 'http://127.0.0.1:9/api', apiKey: { env: 'GH' } });
+    });
+
+    it.each([
+      ['git@github.com:acme/web-app.git'],
+      ['https://github.com/acme/web-app.git'],
+      ['https://x-access-token@github.com/acme/web-app'],
+      ['ssh://git@github.com/acme/web-app.git'],
+    ])('with another tracker, in the github.com repository repo.url %s points at, with $GITHUB_TOKEN', (url) => {
+      const { config } = parse(`repo: { url: "${url}" }\nlanding: { strategy: pull_request }`, { GITHUB_TOKEN: 't' });
+      expect(config.landing.github).toEqual({ repository: 'acme/web-app', endpoint: null, apiKey: { env: 'GITHUB_TOKEN' } });
+    });
+
+    it('landing.github says where, over both', () => {
+      const { config } = parse('repo: { url: "git@github.com:acme/web-app.git" }\nlanding: { strategy: pull_request, github: { repository: acme/fork, endpoint: "https://ghe.example.com/api/v3", api_key: $GHE_TOKEN } }', { GHE_TOKEN: 't' });
+      expect(config.landing.github).toEqual({ repository: 'acme/fork', endpoint: 'https://ghe.example.com/api/v3', apiKey: { env: 'GHE_TOKEN' } });
+      expect(withRepo('landing: { strategy: merge }').config.landing.github).toBeUndefined();
+    });
+
+    it('is refused at start when there is no GitHub repository to open it in, or no token', () => {
+      const nowhere = catchError(() => withRepo('landing: { strategy: pull_request }', { GITHUB_TOKEN: 't' }));
+      expect(nowhere).toMatchObject({ code: 'invalid_config', key: 'landing.github.repository' });
+      expect(nowhere.message).toContain('unless tracker.kind is "github" or repo.url is a github.com URL');
+      const badName = catchError(() => withRepo('landing: { strategy: pull_request, github: { repository: acme } }', { GITHUB_TOKEN: 't' }));
+      expect(badName).toMatchObject({ code: 'invalid_config', key: 'landing.github.repository', value: 'acme' });
+      const noToken = catchError(() => parse('repo: { url: "git@github.com:acme/web-app.git" }\nlanding: { strategy: pull_request }', {}));
+      expect(noToken).toMatchObject({ code: 'missing_secret', key: 'landing.github.api_key' });
+      expect(noToken.message).toBe('landing.github.api_key: environment variable GITHUB_TOKEN is not set or is empty (landing.strategy "pull_request" opens pull requests in acme/web-app with it)');
+    });
   });
 
   it('accepts a valid 5-field cron and normalizes spacing', () => {

@@ -346,7 +346,6 @@ describe('errors', () => {
 
 describe('openPullRequest', () => {
   const request = (overrides: Partial<PullRequestRequest> = {}): PullRequestRequest => ({
-    issueId: '7',
     head: 'cadenza/cadenza-7',
     base: 'main',
     title: 'Add a health endpoint',
@@ -374,7 +373,7 @@ describe('openPullRequest', () => {
 
   it('shares numbering with issues, and the issue list (which skips it) shows it as a pull request', async () => {
     const issue = gh.addIssue({ title: 'an issue' });
-    const opened = await tracker.openPullRequest(request({ issueId: String(issue) }));
+    const opened = await tracker.openPullRequest(request());
     expect(opened.number).toBe(issue + 1);
     expect(gh.issue(opened.number).isPullRequest).toBe(true);
     expect((await tracker.fetchIssuesByStates(['Todo'])).map((i) => i.id)).toEqual([String(issue)]);
@@ -414,7 +413,6 @@ describe('openPullRequest', () => {
       [{ head: 'my branch' }, 'head branch "my branch" contains whitespace'],
       [{ head: 'main' }, 'head and base are the same branch "main"'],
       [{ title: ' ' }, 'title is empty'],
-      [{ issueId: '../etc' }, 'invalid GitHub issue id "../etc"'],
     ];
     for (const [overrides, text] of cases) {
       const error = await caught(tracker.openPullRequest(request(overrides)));
