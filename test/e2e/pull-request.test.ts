@@ -11,7 +11,7 @@ import { sandboxExists } from '../../lib/sandbox/container.ts';
 import type { IssueWorkflowResult } from '../../workflows/definitions.ts';
 import { startFakeGitHub, type FakeGitHub } from '../fakes/github-server.ts';
 import { SHOUT } from '../fixtures/scripts.ts';
-import { FAST, World, sh } from '../helpers/world.ts';
+import { FAST, World, historyText, sh } from '../helpers/world.ts';
 
 const TOKEN = 'ghp_pull_request_test_token';
 let github: FakeGitHub;
@@ -78,6 +78,10 @@ describe('landing.strategy pull_request on the GitHub tracker', () => {
       expect(workpad).toContain(`Opened pull request #${pull.number} for ${identifier}: ${result.pullRequest!.url}`);
       expect(workpad).toContain(`**Pull request:** ${result.pullRequest!.url}`);
       expect(await sandboxExists(world.docker, handle.workflowId)).toBe(false);
+      // The token opened the pull request from the worker; history holds only its variable's name.
+      const history = historyText(await handle.fetchHistory());
+      expect(history).toContain('CADENZA_TEST_GITHUB_TOKEN');
+      expect(history).not.toContain(TOKEN);
     });
   });
 
