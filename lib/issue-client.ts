@@ -44,6 +44,9 @@ export async function startIssue(client: Client, options: StartIssueOptions): Pr
       { key: repoKey, value: contract.config.repo.url },
     ],
     memo: { title: issue.title, url: issue.url, issueId: issue.id },
+    // What the UI's run list and the run's page show at the top.
+    staticSummary: `${issue.identifier}: ${issue.title}`.replace(/\s+/g, ' ').slice(0, 200),
+    ...(issue.url ? { staticDetails: `Issue: ${issue.url}` } : {}),
   });
 }
 

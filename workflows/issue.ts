@@ -257,7 +257,8 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
       try {
         return await scope.run(async () => {
           if (!lean || config.hooks.beforeRun) await acts.runBeforeRunHook({ workflowId, contract });
-          return agentActs.runAgentSession({ workflowId, issue, contract, ...session, tokensBefore: status.tokens.total });
+          // Summaries label the UI's timeline; they are metadata, not part of what replay compares.
+          return agentActs.runAgentSession.executeWithOptions({ summary: `Round ${session.round}: agent session` }, [{ workflowId, issue, contract, ...session, tokensBefore: status.tokens.total }]);
         });
       } catch (error) {
         // Our own pause, not a cancellation of the whole run: wait and go again.
@@ -354,7 +355,9 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
       const { headCommit, stoppedProcesses } = await acts.commitWork({ workflowId, contract, identifier: issue.identifier, title: issue.title, round, summary: session.summary });
       lastHead = headCommit;
       const checks = [];
-      for (const command of config.proof.commands) checks.push(await checkActs(command).runProofCheck({ workflowId, contract, command }));
+      for (const command of config.proof.commands) {
+        checks.push(await checkActs(command).runProofCheck.executeWithOptions({ summary: `Round ${round}: proof check ${command.name}` }, [{ workflowId, contract, command }]));
+      }
       const proof = await acts.collectEvidence({
         workflowId, contract, identifier: issue.identifier, title: issue.title, round,
         baseCommit, headCommit, checks, agentSummary: session.summary, tokens: status.tokens, model: session.model,
@@ -402,7 +405,10 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
       }
 
       setPhase('Landing');
-      const landed = await landActs.landChange({ workflowId, contract, identifier: issue.identifier, title: issue.title, workCommit: headCommit, workBranch, approvedBy, issueId: issue.id });
+      const landed = await landActs.landChange.executeWithOptions(
+        { summary: `Round ${round}: ${config.landing.strategy === 'pull_request' ? 'pull request' : 'merge'} into ${config.landing.targetBranch}` },
+        [{ workflowId, contract, identifier: issue.identifier, title: issue.title, workCommit: headCommit, workBranch, approvedBy, issueId: issue.id }],
+      );
       if (landed.outcome !== 'landed') {
         feedback = landed.outcome === 'conflict'
           ? `Landing found merge conflicts with ${config.landing.targetBranch} in: ${landed.files.join(', ')}. Bring the work branch up to date and resolve them.`

@@ -66,6 +66,13 @@ describe('the issue workflow on the real Temporal server, Docker engine and git'
       const history = await handle.fetchHistory();
       expect(historyText(history)).not.toContain(SECRET);
       expect(historyText(history)).toContain('CADENZA_TEST_SECRET'); // the reference is there, the value is not
+
+      // The UI names the run after its issue and labels the steps that repeat.
+      expect(await (await handle.describe()).staticSummary()).toBe(`${id}: Add shout`);
+      const summaries = (history.events ?? [])
+        .filter((event) => event.activityTaskScheduledEventAttributes && event.userMetadata?.summary?.data)
+        .map((event) => JSON.parse(Buffer.from(event.userMetadata!.summary!.data!).toString('utf8')));
+      expect(summaries).toEqual(['Round 1: agent session', 'Round 1: proof check tests', 'Round 1: merge into main']);
     });
   });
 });
