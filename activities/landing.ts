@@ -6,7 +6,7 @@
  * the target does nothing, and a retried pull request finds the one it opened.
  */
 import { ApplicationFailure } from '@temporalio/activity';
-import type { Contract, TrackerConfig } from '../lib/contract/index.ts';
+import type { ContractSettings, TrackerConfig } from '../lib/contract/index.ts';
 import { TrackerError } from '../lib/tracker/types.ts';
 import { TRANSFER_DIR, getFile, putFile, sh, shOk } from '../lib/sandbox/workspace.ts';
 import type { ProofCheck } from '../workflows/definitions.ts';
@@ -16,7 +16,7 @@ import { sandboxFor } from './sandbox.ts';
 
 export interface LandInput {
   workflowId: string;
-  contract: Contract;
+  contract: ContractSettings;
   identifier: string;
   title: string;
   workCommit: string;
@@ -165,7 +165,7 @@ export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<ty
    * The pull request host as a GitHub tracker configuration, so the worker's adapter cache and secret
    * handling apply (and a GitHub tracker of the same repository shares its adapter).
    */
-  function pullRequestHost(contract: Contract): TrackerConfig {
+  function pullRequestHost(contract: ContractSettings): TrackerConfig {
     const { tracker, landing } = contract.config;
     const host = landing.github ?? (tracker.kind === 'github' && tracker.repository && tracker.apiKey ? { repository: tracker.repository, endpoint: tracker.endpoint, apiKey: tracker.apiKey } : null);
     if (!host) throw ApplicationFailure.nonRetryable('landing.strategy pull_request has no GitHub repository to open the pull request in (set landing.github.repository)', 'UnsupportedLanding');

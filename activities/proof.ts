@@ -4,7 +4,7 @@
  * tokens, a walkthrough) in the artifact store. History keeps references only.
  */
 import { randomUUID } from 'node:crypto';
-import type { Contract, ProofCommand } from '../lib/contract/index.ts';
+import type { ContractSettings, ProofCommand } from '../lib/contract/index.ts';
 import { STOP_LEFTOVERS_SCRIPT, startedByEnv, takeStoppedProcesses, type StoppedProcess } from '../lib/sandbox/leftovers.ts';
 import { TRANSFER_DIR, getFile, sh, shOk } from '../lib/sandbox/workspace.ts';
 import type { ArtifactRef, ProofCheck, ProofResult, TokenUsage } from '../workflows/definitions.ts';
@@ -27,7 +27,7 @@ function excerpt(text: string): string {
 
 export interface CommitInput {
   workflowId: string;
-  contract: Contract;
+  contract: ContractSettings;
   identifier: string;
   title: string;
   round: number;
@@ -67,7 +67,7 @@ export function createProofActivities(deps: ActivityDeps) {
     return { headCommit, committed: outcome === 'committed', stoppedProcesses: stopped };
   }
 
-  async function runProofCheck(input: { workflowId: string; contract: Contract; command: ProofCommand; label?: string }): Promise<ProofCheck> {
+  async function runProofCheck(input: { workflowId: string; contract: ContractSettings; command: ProofCommand; label?: string }): Promise<ProofCheck> {
     const sandbox = sandboxFor(deps, input.workflowId, input.contract);
     const mark = `${TRANSFER_DIR}/out/check-started`;
     await shOk(sandbox, 'touch "$MARK"', { env: { MARK: mark } });
@@ -104,7 +104,7 @@ export function createProofActivities(deps: ActivityDeps) {
 
   async function collectEvidence(input: {
     workflowId: string;
-    contract: Contract;
+    contract: ContractSettings;
     identifier: string;
     title: string;
     round: number;

@@ -3,7 +3,7 @@
  * branch on a work branch, run the hooks inside, and remove it all on the way out.
  */
 import { ApplicationFailure } from '@temporalio/activity';
-import type { Contract } from '../lib/contract/index.ts';
+import type { ContractSettings } from '../lib/contract/index.ts';
 import { SandboxLostError, ensureSandbox, reattachSandbox, removeSandbox as removeContainer, sandboxExists } from '../lib/sandbox/container.ts';
 import { containerName, sandboxKey } from '../lib/sandbox/names.ts';
 import { REPO_DIR, TRANSFER_DIR, putFile, sh, shOk, type Sandbox } from '../lib/sandbox/workspace.ts';
@@ -13,7 +13,7 @@ const HOOK_OUTPUT_LIMIT = 2048;
 
 export interface ProvisionInput {
   workflowId: string;
-  contract: Contract;
+  contract: ContractSettings;
   workBranch: string;
   /**
    * Where the work branch must stand (the previous round's head). A reset run, or a run whose sandbox
@@ -37,7 +37,7 @@ export const workSnapshotRef = (workflowId: string) => `refs/cadenza/${sandboxKe
  * The run's sandbox for commands and file copies. A command that finds the container stopped or gone
  * (the Docker engine restarted) re-attaches it first: every activity survives an engine restart.
  */
-export function sandboxFor(deps: ActivityDeps, workflowId: string, contract: Contract): Sandbox {
+export function sandboxFor(deps: ActivityDeps, workflowId: string, contract: ContractSettings): Sandbox {
   return {
     docker: deps.docker,
     container: containerName(workflowId),
@@ -50,7 +50,7 @@ export function sandboxFor(deps: ActivityDeps, workflowId: string, contract: Con
  * Makes sure the provisioned sandbox runs: a stopped container is started, a missing one is created
  * again on its workspace volume. A lost workspace volume cannot be fixed by a retry.
  */
-export async function reattach(deps: ActivityDeps, workflowId: string, contract: Contract): Promise<void> {
+export async function reattach(deps: ActivityDeps, workflowId: string, contract: ContractSettings): Promise<void> {
   try {
     const outcome = await reattachSandbox(deps.docker, workflowId, contract.config.sandbox);
     if (outcome === 'started') deps.log?.(`sandbox ${containerName(workflowId)} had stopped (did the Docker engine restart?); started it again`);
@@ -62,7 +62,7 @@ export async function reattach(deps: ActivityDeps, workflowId: string, contract:
 }
 
 export function createSandboxActivities(deps: ActivityDeps) {
-  async function runHook(sandbox: Sandbox, contract: Contract, name: string, script: string | null): Promise<{ ok: boolean; output: string }> {
+  async function runHook(sandbox: Sandbox, contract: ContractSettings, name: string, script: string | null): Promise<{ ok: boolean; output: string }> {
     if (!script) return { ok: true, output: '' };
     const result = await sh(sandbox, script, { timeoutMs: contract.config.hooks.timeoutMs });
     const output = (result.stdout + result.stderr).slice(-HOOK_OUTPUT_LIMIT);
@@ -143,19 +143,19 @@ export function createSandboxActivities(deps: ActivityDeps) {
   }
 
   /** `before_run`: before every agent session; a failure aborts the attempt (it is retried). */
-  async function runBeforeRunHook(input: { workflowId: string; contract: Contract }): Promise<void> {
+  async function runBeforeRunHook(input: { workflowId: string; contract: ContractSettings }): Promise<void> {
     const hook = await runHook(sandboxFor(deps, input.workflowId, input.contract), input.contract, 'before_run', input.contract.config.hooks.beforeRun);
     if (!hook.ok) throw ApplicationFailure.retryable(`hooks.before_run failed:\n${hook.output}`, 'HookFailed');
   }
 
   /** `after_run`: after every agent session; failures are logged and ignored. */
-  async function runAfterRunHook(input: { workflowId: string; contract: Contract }): Promise<void> {
+  async function runAfterRunHook(input: { workflowId: string; contract: ContractSettings }): Promise<void> {
     if (!(await sandboxExists(deps.docker, input.workflowId))) return;
     await runHook(sandboxFor(deps, input.workflowId, input.contract), input.contract, 'after_run', input.contract.config.hooks.afterRun).catch(() => undefined);
   }
 
   /** Removes container and workspace volume; `before_remove` runs first and may fail harmlessly. */
-  async function removeSandbox(input: { workflowId: string; contract: Contract }): Promise<{ removed: boolean }> {
+  async function removeSandbox(input: { workflowId: string; contract: ContractSettings }): Promise<{ removed: boolean }> {
     if (await sandboxExists(deps.docker, input.workflowId)) {
       const sandbox = sandboxFor(deps, input.workflowId, input.contract);
       await runHook(sandbox, input.contract, 'before_remove', input.contract.config.hooks.beforeRemove).catch(() => undefined);

@@ -23,7 +23,7 @@ import {
 } from '@temporalio/workflow';
 import type { AgentSessionResult } from '../activities/agent.ts';
 import type { Activities } from '../activities/index.ts';
-import type { ProofCommand } from '../lib/contract/index.ts';
+import type { ContractSettings, ProofCommand } from '../lib/contract/index.ts';
 import {
   approveLandingSignal,
   approveLandingUpdate,
@@ -84,6 +84,8 @@ const PROOFS_CARRIED = 5;
 export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWorkflowResult> {
   const { issue, contract, carried } = input;
   const config = contract.config;
+  // Only the agent session needs the prompt template; the other steps get the configuration alone.
+  const settings: ContractSettings = { config };
   const timing = input.timing ?? {};
   const { workflowId } = workflowInfo();
   const workBranch = sanitizeBranch(issue.branch_name ?? `cadenza/${issue.identifier}`);
@@ -256,7 +258,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
       agentScope = scope;
       try {
         return await scope.run(async () => {
-          if (!lean || config.hooks.beforeRun) await acts.runBeforeRunHook({ workflowId, contract });
+          if (!lean || config.hooks.beforeRun) await acts.runBeforeRunHook({ workflowId, contract: settings });
           // Summaries label the UI's timeline; they are metadata, not part of what replay compares.
           return agentActs.runAgentSession.executeWithOptions({ summary: `Round ${session.round}: agent session` }, [{ workflowId, issue, contract, ...session, tokensBefore: status.tokens.total }]);
         });
@@ -298,7 +300,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
     if (carried) {
       ({ baseCommit, lastHead, previousTranscript, feedback, failedProofRounds } = carried);
     } else if (!lean) {
-      const provisioned = await acts.provisionSandbox({ workflowId, contract, workBranch });
+      const provisioned = await acts.provisionSandbox({ workflowId, contract: settings, workBranch });
       status.sandbox = provisioned.sandbox;
       await moveAndComment(config.tracker.inProgressState, started);
       baseCommit = lastHead = provisioned.baseCommit;
@@ -320,7 +322,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
       status.round = round;
       const firstProvisioning = lean && round === 1;
       if (firstProvisioning) {
-        const provisioned = await acts.provisionSandbox({ workflowId, contract, workBranch });
+        const provisioned = await acts.provisionSandbox({ workflowId, contract: settings, workBranch });
         status.sandbox = provisioned.sandbox;
         baseCommit = lastHead = provisioned.baseCommit;
         await moveAndComment(config.tracker.inProgressState, started);
@@ -330,14 +332,14 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
       // reset to a round start (or a lost container) rebuilds or rewinds it. Patched: runs recorded
       // before this change replay without it.
       if (!firstProvisioning && patched('sandbox-each-round')) {
-        await acts.provisionSandbox({ workflowId, contract, workBranch, atCommit: lastHead });
+        await acts.provisionSandbox({ workflowId, contract: settings, workBranch, atCommit: lastHead });
       }
       if (undelivered.length) {
         feedback = [feedback, `New comments on the issue:\n${undelivered.map((c) => `- ${c.author}: ${c.body}`).join('\n')}`].filter(Boolean).join('\n\n');
         undelivered = [];
       }
       const session = await runSession({ round, previousTranscript, feedback });
-      if (!lean || config.hooks.afterRun) await acts.runAfterRunHook({ workflowId, contract });
+      if (!lean || config.hooks.afterRun) await acts.runAfterRunHook({ workflowId, contract: settings });
       previousTranscript = session.transcript.ref;
       status.turns += session.turns;
       status.attempt = session.attempt;
@@ -352,14 +354,14 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
       }
 
       setPhase('Verifying');
-      const { headCommit, stoppedProcesses } = await acts.commitWork({ workflowId, contract, identifier: issue.identifier, title: issue.title, round, summary: session.summary });
+      const { headCommit, stoppedProcesses } = await acts.commitWork({ workflowId, contract: settings, identifier: issue.identifier, title: issue.title, round, summary: session.summary });
       lastHead = headCommit;
       const checks = [];
       for (const command of config.proof.commands) {
-        checks.push(await checkActs(command).runProofCheck.executeWithOptions({ summary: `Round ${round}: proof check ${command.name}` }, [{ workflowId, contract, command }]));
+        checks.push(await checkActs(command).runProofCheck.executeWithOptions({ summary: `Round ${round}: proof check ${command.name}` }, [{ workflowId, contract: settings, command }]));
       }
       const proof = await acts.collectEvidence({
-        workflowId, contract, identifier: issue.identifier, title: issue.title, round,
+        workflowId, contract: settings, identifier: issue.identifier, title: issue.title, round,
         baseCommit, headCommit, checks, agentSummary: session.summary, tokens: status.tokens, model: session.model,
         ...(stoppedProcesses?.length ? { stoppedBeforeChecks: stoppedProcesses } : {}),
       });
@@ -407,7 +409,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
       setPhase('Landing');
       const landed = await landActs.landChange.executeWithOptions(
         { summary: `Round ${round}: ${config.landing.strategy === 'pull_request' ? 'pull request' : 'merge'} into ${config.landing.targetBranch}` },
-        [{ workflowId, contract, identifier: issue.identifier, title: issue.title, workCommit: headCommit, workBranch, approvedBy, issueId: issue.id }],
+        [{ workflowId, contract: settings, identifier: issue.identifier, title: issue.title, workCommit: headCommit, workBranch, approvedBy, issueId: issue.id }],
       );
       if (landed.outcome !== 'landed') {
         feedback = landed.outcome === 'conflict'
@@ -448,6 +450,6 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
     await CancellationScope.nonCancellable(() => comment(`Cadenza's run for ${issue.identifier} failed: ${status.lastError}`));
     throw error;
   } finally {
-    if (!continuing) await CancellationScope.nonCancellable(() => acts.removeSandbox({ workflowId, contract }));
+    if (!continuing) await CancellationScope.nonCancellable(() => acts.removeSandbox({ workflowId, contract: settings }));
   }
 }

@@ -117,3 +117,9 @@ export interface Contract {
   promptTemplate: string;
   config: CadenzaConfig;
 }
+
+/**
+ * What every step but the agent session gets of a contract: its configuration, without the prompt
+ * template and file paths, so workflow history does not repeat them in each activity's input.
+ */
+export type ContractSettings = Pick<Contract, 'config'>;
