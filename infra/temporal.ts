@@ -1,7 +1,7 @@
 /**
  * The Temporal CLI and its dev server: how Cadenza obtains the binary and runs the embedded server.
  */
-import { existsSync, accessSync, constants, mkdirSync, openSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { existsSync, accessSync, closeSync, constants, mkdirSync, openSync, readFileSync, statSync, writeFileSync, rmSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
@@ -181,6 +181,55 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
     const pid = Number(existsSync(pidFile) ? readFileSync(pidFile, 'utf8') : 0);
     return { address, uiUrl, namespace, pid, reused: true, stop: () => stopByPid(pid) };
   }
+  mkdirSync(options.dir, { recursive: true });
+  const logFile = path.join(options.dir, 'temporal.log');
+  // The dev server binds more ports than the two we choose (HTTP, metrics, and internal ones it picks
+  // itself). Another program can take one of them between choosing and binding; such a start fails
+  // with "address already in use" and is tried again, with new ports for all but frontend and UI.
+  for (let attempt = 1; ; attempt++) {
+    await requireFreePorts(options, ip);
+    const logStart = existsSync(logFile) ? statSync(logFile).size : 0;
+    const args = [
+      'server', 'start-dev',
+      '--ip', ip,
+      '--port', String(options.port),
+      '--ui-port', String(options.uiPort),
+      '--http-port', String(await freePort()),
+      '--metrics-port', String(await freePort()),
+      '--db-filename', path.join(options.dir, 'temporal.db'),
+      '--namespace', namespace,
+      '--log-level', 'warn',
+      ...Object.entries(SEARCH_ATTRIBUTES).flatMap(([name, type]) => ['--search-attribute', `${name}=${type}`]),
+    ];
+    const log = openSync(logFile, 'a');
+    const child = spawn(options.cli, args, { detached: options.detached ?? false, stdio: ['ignore', log, log] });
+    closeSync(log);
+    if (options.detached) child.unref();
+    let exited: number | null = null;
+    child.on('exit', (code) => (exited = code ?? 1));
+    const pid = child.pid ?? 0;
+    writeFileSync(pidFile, String(pid));
+
+    const up = await waitFor(() => temporalAnswers(address, 1000), 60_000, 300, () => exited !== null);
+    if (up) return { address, uiUrl, namespace, pid, reused: false, stop: () => stopByPid(pid) };
+    child.kill('SIGKILL');
+    const output = readFileSync(logFile).subarray(logStart).toString('utf8');
+    if (exited !== null && PORT_CLASH.test(output) && attempt < START_ATTEMPTS) {
+      say(`    the Temporal dev server lost a port to another program while starting (attempt ${attempt} of ${START_ATTEMPTS}); trying again`);
+      continue;
+    }
+    throw new InfraError(
+      `the Temporal dev server did not come up on ${address}${exited !== null ? ` (it exited with code ${exited})` : ''}.\n${whatTheLogSays(output)}`,
+      `read ${logFile}; if the database file is damaged, move ${path.join(options.dir, 'temporal.db')} away and start again.`,
+    );
+  }
+}
+
+const START_ATTEMPTS = 3;
+const PORT_CLASH = /address already in use/;
+
+/** The frontend and UI ports are the caller's choice: if a program holds one, say so rather than retry. */
+async function requireFreePorts(options: DevServerOptions, ip: string): Promise<void> {
   for (const [what, port] of [
     ['Temporal frontend', options.port],
     ['Temporal Web UI', options.uiPort],
@@ -192,39 +241,14 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
       );
     }
   }
+}
 
-  mkdirSync(options.dir, { recursive: true });
-  const logFile = path.join(options.dir, 'temporal.log');
-  const args = [
-    'server', 'start-dev',
-    '--ip', ip,
-    '--port', String(options.port),
-    '--ui-port', String(options.uiPort),
-    '--http-port', String(await freePort()),
-    '--metrics-port', String(await freePort()),
-    '--db-filename', path.join(options.dir, 'temporal.db'),
-    '--namespace', namespace,
-    '--log-level', 'warn',
-    ...Object.entries(SEARCH_ATTRIBUTES).flatMap(([name, type]) => ['--search-attribute', `${name}=${type}`]),
-  ];
-  const log = openSync(logFile, 'a');
-  const child = spawn(options.cli, args, { detached: options.detached ?? false, stdio: ['ignore', log, log] });
-  if (options.detached) child.unref();
-  let exited: number | null = null;
-  child.on('exit', (code) => (exited = code ?? 1));
-  const pid = child.pid ?? 0;
-  writeFileSync(pidFile, String(pid));
-
-  const up = await waitFor(() => temporalAnswers(address, 1000), 60_000, 300, () => exited !== null);
-  if (!up) {
-    child.kill('SIGKILL');
-    const tail = readFileSync(logFile, 'utf8').trim().split('\n').slice(-10).join('\n');
-    throw new InfraError(
-      `the Temporal dev server did not come up on ${address}${exited !== null ? ` (it exited with code ${exited})` : ''}. Last log lines:\n${tail}`,
-      `read ${logFile}; if the database file is damaged, move ${path.join(options.dir, 'temporal.db')} away and start again.`,
-    );
-  }
-  return { address, uiUrl, namespace, pid, reused: false, stop: () => stopByPid(pid) };
+/** The log's own error lines (a Go panic puts them above a long stack trace), then its last lines. */
+function whatTheLogSays(output: string): string {
+  const lines = output.trim().split('\n');
+  const errors = lines.filter((line) => /^panic:|^Error:|level=(ERROR|FATAL)|"level":"(error|fatal)"|address already in use/.test(line)).slice(0, 5);
+  const tail = lines.slice(-10);
+  return [...(errors.length ? ['Errors in the log:', ...errors] : []), 'Last log lines:', ...tail].join('\n');
 }
 
 /** Stops the server started from `dir` (SIGTERM, then SIGKILL after 10 s). */
