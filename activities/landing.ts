@@ -1,8 +1,8 @@
 /**
  * Landing: merge the work branch into the target inside the sandbox and re-run the required checks on
  * the merged tree; then, by `landing.strategy`, fast-forward the target branch of the git remote
- * (merge), or push the work branch and open a pull request for it in the tracker's repository
- * (pull_request), which people merge. Idempotent: a retry that finds this workflow's merge already on
+ * (merge), or push the work branch and open a pull request for it on GitHub (pull_request, in
+ * landing.github's repository), which people merge. Idempotent: a retry that finds this workflow's merge already on
  * the target does nothing, and a retried pull request finds the one it opened.
  */
 import { ApplicationFailure } from '@temporalio/activity';
