@@ -51,7 +51,7 @@ export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<ty
   async function landChange(input: LandInput): Promise<LandResult> {
     const { contract, workflowId } = input;
     const { landing, repo, proof: proofConfig } = contract.config;
-    const pullRequests = landing.strategy === 'pull_request' ? deps.tracker(pullRequestHost(contract)) : null;
+    const pullRequestsIn = landing.strategy === 'pull_request' ? pullRequestHost(contract) : null;
     const trailer = `Cadenza-Workflow: ${workflowId}`;
     const mirror = deps.mirrors.get(repo.url);
     await mirror.refresh();
@@ -108,9 +108,9 @@ export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<ty
       return { outcome: 'checks_failed', checks };
     }
 
-    if (pullRequests) {
+    if (pullRequestsIn) {
       await restoreWorkBranch(sandbox, input.workBranch);
-      return { outcome: 'landed', commit: input.workCommit, alreadyLanded: false, checks, pullRequest: await openPullRequest(input, pullRequests) };
+      return { outcome: 'landed', commit: input.workCommit, alreadyLanded: false, checks, pullRequest: await openPullRequest(input, pullRequestsIn) };
     }
 
     // The bundle is a file, so the sandbox goes back to the work branch in the same exec.
@@ -126,15 +126,16 @@ export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<ty
   }
 
   /** Pushes the work branch (Cadenza's own, so forced: a reset may have rewound it) and opens, or finds, its pull request. */
-  async function openPullRequest(input: LandInput, host: ReturnType<ActivityDeps['tracker']>): Promise<OpenedPullRequest> {
+  async function openPullRequest(input: LandInput, hostConfig: TrackerConfig): Promise<OpenedPullRequest> {
     const { landing, repo, tracker } = input.contract.config;
+    const host = deps.tracker(hostConfig);
     try {
       await deps.mirrors.get(repo.url).push(input.workCommit, input.workBranch, { force: true });
     } catch (error) {
       throw ApplicationFailure.retryable(`push of ${input.workBranch} to ${repo.url} failed: ${(error as Error).message}`, 'PushFailed');
     }
     // An issue of the same GitHub repository is closed by the merge; any other is named.
-    const sameRepository = tracker.kind === 'github' && tracker.repository?.toLowerCase() === pullRequestHost(input.contract).repository?.toLowerCase();
+    const sameRepository = tracker.kind === 'github' && tracker.repository?.toLowerCase() === hostConfig.repository?.toLowerCase();
     const closes = sameRepository && input.issueId && /^\d+$/.test(input.issueId) ? `Closes #${input.issueId}` : `Issue: ${input.identifier} (${tracker.kind})`;
     const body = [
       `${input.identifier}: ${input.title}`,
