@@ -82,6 +82,7 @@ describe('landing.strategy pull_request on the GitHub tracker', () => {
       const history = historyText(await handle.fetchHistory());
       expect(history).toContain('CADENZA_TEST_GITHUB_TOKEN');
       expect(history).not.toContain(TOKEN);
+      await world.recordHistory(handle, 'pull-request-opened');
     });
   });
 
