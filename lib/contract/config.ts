@@ -14,6 +14,7 @@ const TRACKER_KINDS: readonly TrackerKind[] = ['local', 'linear', 'github', 'mem
 const DEFAULT_TRACKER_KEY: Partial<Record<TrackerKind, string>> = { linear: 'LINEAR_API_KEY', github: 'GITHUB_TOKEN' };
 const BRANCH = /^(?![-/])(?!.*\.\.)[A-Za-z0-9._/+-]+$/;
 const BRANCH_ALLOWED = 'a git branch name (letters, digits, ".", "_", "-", "+", "/")';
+const OWNER_NAME = /^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/;
 const CRON_FIELD = /^[A-Za-z0-9*,/?#LW-]+$/;
 
 function isMap(v: unknown): v is Raw {
@@ -161,20 +162,13 @@ function tracker(s: Section, dir: string): TrackerConfig {
   if (kind === 'linear' && projectSlug === null) {
     invalid(s.key('project_slug'), s.get('project_slug'), 'the Linear project slug (required when tracker.kind is "linear")');
   }
-  if (repository !== null && !/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/.test(repository)) {
+  if (repository !== null && !OWNER_NAME.test(repository)) {
     invalid(s.key('repository'), repository, '"owner/name"');
   }
   if (kind === 'github' && repository === null) {
     invalid(s.key('repository'), s.get('repository'), '"owner/name" (required when tracker.kind is "github")');
   }
-  if (apiKey && defaultKey) {
-    const value = s.env[apiKey.env];
-    if (value === undefined || value === '') {
-      throw new ContractError('missing_secret',
-        `${s.key('api_key')}: environment variable ${apiKey.env} is not set or is empty (tracker.kind "${kind}" needs it)`,
-        { key: s.key('api_key'), value: `$${apiKey.env}`, allowed: `a non-empty environment variable ${apiKey.env}` });
-    }
-  }
+  if (apiKey && defaultKey) requireSecretSet(s, apiKey, `tracker.kind "${kind}" needs it`);
   return {
     kind,
     path: kind === 'local' ? resolvePath(s.nonEmpty('path', './issues'), dir) : null,
@@ -190,6 +184,16 @@ function tracker(s: Section, dir: string): TrackerConfig {
     reviewState: s.nonEmpty('review_state', 'Human Review'),
     doneState: s.nonEmpty('done_state', 'Done'),
   };
+}
+
+/** A secret the run will need must be set when the contract loads, not found missing mid-run. */
+function requireSecretSet(s: Section, apiKey: SecretRef, why: string): void {
+  const value = s.env[apiKey.env];
+  if (value === undefined || value === '') {
+    throw new ContractError('missing_secret',
+      `${s.key('api_key')}: environment variable ${apiKey.env} is not set or is empty (${why})`,
+      { key: s.key('api_key'), value: `$${apiKey.env}`, allowed: `a non-empty environment variable ${apiKey.env}` });
+  }
 }
 
 function httpUrl(s: Section, name: string): string | null {
@@ -329,15 +333,10 @@ function pullRequestHost(s: Section, trackerConfig: TrackerConfig, repoUrl: stri
     invalid(s.key('repository'), s.get('repository'),
       '"owner/name" of the GitHub repository to open pull requests in (needed with landing.strategy "pull_request" unless tracker.kind is "github" or repo.url is a github.com URL)');
   }
-  if (!/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/.test(repository)) invalid(s.key('repository'), repository, '"owner/name"');
+  if (!OWNER_NAME.test(repository)) invalid(s.key('repository'), repository, '"owner/name"');
   const endpoint = httpUrl(s, 'endpoint') ?? fromTracker?.endpoint ?? null;
   const apiKey = s.secret('api_key', fromTracker?.apiKey ?? { env: 'GITHUB_TOKEN' })!;
-  const value = s.env[apiKey.env];
-  if (value === undefined || value === '') {
-    throw new ContractError('missing_secret',
-      `${s.key('api_key')}: environment variable ${apiKey.env} is not set or is empty (landing.strategy "pull_request" opens pull requests in ${repository} with it)`,
-      { key: s.key('api_key'), value: `$${apiKey.env}`, allowed: `a non-empty environment variable ${apiKey.env}` });
-  }
+  requireSecretSet(s, apiKey, `landing.strategy "pull_request" opens pull requests in ${repository} with it`);
   return { repository, endpoint, apiKey };
 }
 
