@@ -1,26 +1,28 @@
 /**
- * Landing: merge the work branch into the target inside the sandbox and re-run the required checks on
- * the merged tree; then, by `landing.strategy`, fast-forward the target branch of the git remote
- * (merge), or push the work branch and open a pull request for it on GitHub (pull_request, in
- * landing.github's repository), which people merge. Idempotent: a retry that finds this workflow's merge already on
- * the target does nothing, and a retried pull request finds the one it opened.
+ * Landing, decided on the host: the merge of the approved head into the target is built in Cadenza's
+ * mirror (git merge-tree and commit-tree; nothing runs in the agent's sandbox), the required checks
+ * run again on that merged commit in fresh checker containers, and exactly that commit, whose parents
+ * are the target tip and the approved head, is pushed (merge). With pull_request the approved head is
+ * pushed as the work branch and a pull request opened on GitHub (in landing.github's repository),
+ * which people merge. Idempotent: a retry that finds the approved head already on the target does
+ * nothing, and a retried pull request finds the one it opened.
  */
 import { ApplicationFailure } from '@temporalio/activity';
 import type { ContractSettings, TrackerConfig } from '../lib/contract/index.ts';
+import { sandboxKey } from '../lib/sandbox/names.ts';
 import { TrackerError } from '../lib/tracker/types.ts';
-import { TRANSFER_DIR, getFile, putFile, sh, shOk } from '../lib/sandbox/workspace.ts';
 import type { ProofCheck } from '../workflows/definitions.ts';
 import type { ActivityDeps } from './deps.ts';
 import type { createProofActivities } from './proof.ts';
-import { sandboxFor } from './sandbox.ts';
 
 export interface LandInput {
   workflowId: string;
   contract: ContractSettings;
   identifier: string;
   title: string;
+  /** The approved head: exactly what the approver saw proven. */
   workCommit: string;
-  /** Where the sandbox goes back to after landing, by name: a retried landing starts on the landing branch. */
+  /** The branch a pull request is opened from. */
   workBranch: string;
   approvedBy: string | null;
   /** The tracker's issue id, for the pull request's description (absent in runs from before pull requests). */
@@ -45,8 +47,6 @@ export type LandResult =
   | { outcome: 'conflict'; files: string[] }
   | { outcome: 'checks_failed'; checks: ProofCheck[] };
 
-const LANDING_BRANCH = 'cadenza/landing';
-
 export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<typeof createProofActivities>) {
   async function landChange(input: LandInput): Promise<LandResult> {
     const { contract, workflowId } = input;
@@ -58,64 +58,38 @@ export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<ty
     const targetRef = `refs/heads/${landing.targetBranch}`;
     const targetTip = await mirror.resolve(targetRef);
     if (!targetTip) throw ApplicationFailure.nonRetryable(`landing.target_branch ${landing.targetBranch} does not exist in ${repo.url}`, 'RepoUnavailable');
+    if (!(await mirror.resolve(input.workCommit))) throw ApplicationFailure.nonRetryable(`landChange: the approved commit ${input.workCommit} is not in the host mirror`, 'WorkLost');
 
     // Already landed by an earlier attempt (the push went through, the reply was lost).
-    if (await mirror.isAncestor(input.workCommit, targetRef).catch(() => false)) {
+    if ((await mirror.isAncestor(input.workCommit, targetRef).catch(() => false))) {
       const commit = (await mirror.findCommitWithTrailer(landing.targetBranch, trailer)) ?? targetTip;
       return { outcome: 'landed', commit, alreadyLanded: true, checks: [] };
     }
 
-    const sandbox = sandboxFor(deps, workflowId, contract);
-    await putFile(sandbox, TRANSFER_DIR, 'target.bundle', await mirror.bundle([targetRef]));
+    const merged = await mirror.mergeTree(targetTip, input.workCommit);
+    if (merged.conflicts.length) return { outcome: 'conflict', files: merged.conflicts };
     const message = [
       `Land ${input.identifier}: ${input.title}`,
       '',
-      ...(input.approvedBy ? [`Approved-by: ${input.approvedBy}`] : ['Landed without approval (landing.require_approval: false)']),
+      ...(input.approvedBy ? [`Approved-by: ${input.approvedBy}`, `Approved-commit: ${input.workCommit}`] : ['Landed without approval (landing.require_approval: false)']),
       trailer,
     ].join('\n');
-    // One exec: the target in, a landing branch on it, the merge, and either the two trees to compare
-    // or the conflicted files and git's own words.
-    const mergeLog = `${TRANSFER_DIR}/out/merge.log`;
-    const attempt = (await shOk(sandbox, [
-      'set -e',
-      `git fetch --quiet ${TRANSFER_DIR}/target.bundle "+${targetRef}:refs/remotes/origin/${landing.targetBranch}"`,
-      `git checkout --quiet -B ${LANDING_BRANCH} refs/remotes/origin/${landing.targetBranch}`,
-      `if git -c core.hooksPath=/dev/null -c user.name="Cadenza" -c user.email=cadenza@cadenza.invalid merge --no-ff -m "$MESSAGE" "$WORK" >"$LOG" 2>&1; then`,
-      '  echo merged; git rev-parse "HEAD^{tree}" "$WORK^{tree}"',
-      'else',
-      '  echo failed; git diff --name-only --diff-filter=U',
-      'fi',
-    ].join('\n'), { env: { MESSAGE: message, WORK: input.workCommit, LOG: mergeLog } })).trim().split('\n');
-    if (attempt[0] !== 'merged') {
-      const files = attempt.slice(1).filter(Boolean);
-      const said = (await sh(sandbox, `cat -- ${mergeLog}; git merge --abort`)).stdout.trim();
-      await restoreWorkBranch(sandbox, input.workBranch);
-      if (files.length === 0) throw new Error(`git merge failed: ${said}`);
-      return { outcome: 'conflict', files };
-    }
+    const mergeCommit = await mirror.commitTree(merged.tree, [targetTip, input.workCommit], message);
+    await mirror.setRef(`refs/cadenza/${sandboxKey(workflowId)}/landing`, mergeCommit);
 
     // The checks run again on exactly what will land, unless that is byte for byte the tree the proof
     // just tested (the target has not moved since the work branch left it).
     const checks: ProofCheck[] = [];
-    const [, mergedTree, provenTree] = attempt;
-    if (!mergedTree || mergedTree !== provenTree) {
+    if (merged.tree !== (await mirror.treeOf(input.workCommit))) {
       for (const command of proofConfig.commands.filter((c) => c.required)) {
-        checks.push(await proof.runProofCheck({ workflowId, contract, command, label: `${command.name} (merged)` }));
+        checks.push(await proof.runProofCheck({ workflowId, contract, command, label: `${command.name} (merged)`, commit: mergeCommit, workBranch: landing.targetBranch }));
       }
     }
-    if (checks.some((check) => !check.passed)) {
-      await restoreWorkBranch(sandbox, input.workBranch);
-      return { outcome: 'checks_failed', checks };
-    }
+    if (checks.some((check) => !check.passed)) return { outcome: 'checks_failed', checks };
 
     if (pullRequestsIn) {
-      await restoreWorkBranch(sandbox, input.workBranch);
       return { outcome: 'landed', commit: input.workCommit, alreadyLanded: false, checks, pullRequest: await openPullRequest(input, pullRequestsIn) };
     }
-
-    // The bundle is a file, so the sandbox goes back to the work branch in the same exec.
-    await shOk(sandbox, `git bundle create --quiet ${TRANSFER_DIR}/out/landing.bundle ${LANDING_BRANCH} && ${restoreCommand(input.workBranch)}`);
-    const mergeCommit = await mirror.fetchBundle(await getFile(sandbox, `${TRANSFER_DIR}/out/landing.bundle`), `refs/heads/${LANDING_BRANCH}`, `refs/cadenza/landing/${input.identifier}`);
     try {
       await mirror.push(mergeCommit, landing.targetBranch);
     } catch (error) {
@@ -175,11 +149,6 @@ export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<ty
       ...tracker, kind: 'github', path: null, projectSlug: null, assignee: null, requiredLabels: [],
       repository: host.repository, endpoint: host.endpoint, apiKey: host.apiKey,
     };
-  }
-
-  const restoreCommand = (workBranch: string) => `git checkout --quiet --force ${workBranch} && git clean -fdq`;
-  async function restoreWorkBranch(sandbox: ReturnType<typeof sandboxFor>, workBranch: string) {
-    await shOk(sandbox, restoreCommand(workBranch));
   }
 
   return { landChange };

@@ -1,15 +1,22 @@
 /**
- * Proof of work, outside the agent's control: Cadenza commits what the agent left, runs the
- * contract's checks as their own activities, and stores the evidence (outputs, diff, changed files,
- * tokens, a walkthrough) in the artifact store. History keeps references only.
+ * Proof of work, decided on the host: the agent's work comes out of its sandbox only as git objects
+ * (checked into Cadenza's mirror), every check runs in a fresh checker container on the exact commit,
+ * and the evidence (diff, changed files with their status, test integrity) is computed by Cadenza's
+ * own git in the mirror. The artifact store keeps outputs and texts; history keeps references.
  */
-import { randomUUID } from 'node:crypto';
+import { ApplicationFailure } from '@temporalio/activity';
 import type { ContractSettings, ProofCommand } from '../lib/contract/index.ts';
-import { STOP_LEFTOVERS_SCRIPT, startedByEnv, takeStoppedProcesses, type StoppedProcess } from '../lib/sandbox/leftovers.ts';
-import { TRANSFER_DIR, getFile, sh, shOk } from '../lib/sandbox/workspace.ts';
+import { describeChange, parseRawDiff, type FileChange } from '../lib/proof/changes.ts';
+import { DEFAULT_PROTECTED_PATHS, countTests, packageJsonWithScriptsOf, protectedPattern } from '../lib/proof/integrity.ts';
+import { runInChecker } from '../lib/sandbox/checker.ts';
+import { stopSandboxProcesses } from '../lib/sandbox/container.ts';
+import { ExportError, exportWork } from '../lib/sandbox/export.ts';
+import type { StoppedProcess } from '../lib/sandbox/leftovers.ts';
+import { sandboxKey } from '../lib/sandbox/names.ts';
+import { sh } from '../lib/sandbox/workspace.ts';
 import type { ArtifactRef, ProofCheck, ProofResult, TokenUsage } from '../workflows/definitions.ts';
 import type { ActivityDeps } from './deps.ts';
-import { sandboxFor, workSnapshotRef } from './sandbox.ts';
+import { workSnapshotRef } from './sandbox.ts';
 
 const EXCERPT_LINES = 40;
 const REPORT_LIMIT = 1024 * 1024;
@@ -19,10 +26,23 @@ const REPORT_FIND = [
   `\\( -name 'junit*.xml' -o -name 'TEST-*.xml' -o -path './reports/*' -o -path './test-results/*' -o -path './coverage/coverage-summary.json' \\) -print`,
 ].join(' ');
 const DIFF_LIMIT = 8 * 1024 * 1024;
+/** History carries at most this many changed files per round; the walkthrough has them all. */
+const CHANGES_IN_HISTORY = 200;
 
 function excerpt(text: string): string {
   const lines = text.trimEnd().split('\n');
   return lines.slice(-EXCERPT_LINES).join('\n').slice(-4000);
+}
+
+const checkRef = (workflowId: string) => `refs/cadenza/${sandboxKey(workflowId)}/check`;
+const startRef = (workflowId: string) => `refs/cadenza/${sandboxKey(workflowId)}/start`;
+
+/** The protected paths a change touches (a rename counts by either name), with the pattern that protects each. */
+export function protectedChanges(changes: FileChange[], patterns: readonly string[]): Array<FileChange & { pattern: string }> {
+  return changes.flatMap((change) => {
+    const pattern = protectedPattern(change.path, patterns) ?? (change.from ? protectedPattern(change.from, patterns) : null);
+    return pattern ? [{ ...change, pattern }] : [];
+  });
 }
 
 export interface CommitInput {
@@ -32,74 +52,150 @@ export interface CommitInput {
   title: string;
   round: number;
   summary: string;
+  /** Where this round's sandbox started: the work must descend from it (absent in runs from before). */
+  roundStart?: string;
+  /** The run's base, for the test-integrity paths (absent in runs from before). */
+  baseCommit?: string;
+}
+
+export interface CommitResult {
+  headCommit: string;
+  committed: boolean;
+  stoppedProcesses: StoppedProcess[];
+  /** Protected paths the work changed, modified or deleted (not added), against the run's base. */
+  protectedChanged?: string[];
 }
 
 export function createProofActivities(deps: ActivityDeps) {
   const asRef = (stored: { ref: string; kind: string; bytes: number }): ArtifactRef => ({ ref: stored.ref, kind: stored.kind, bytes: stored.bytes });
+  const protectedPaths = (contract: ContractSettings) => contract.config.proof.protectedPaths ?? DEFAULT_PROTECTED_PATHS;
+  const limitsOf = (contract: ContractSettings) => contract.config.sandbox;
 
   /**
-   * Stops what the agent's commands left running (so nothing changes the tree or holds a port while it
-   * is committed and proven), commits whatever the agent changed on the work branch (hooks disabled,
-   * fixed identity) and exports the branch to the host mirror, so a lost sandbox can be rebuilt from it.
+   * Ends the session for good (the agent's container is killed: nothing it started survives), then
+   * takes the work out as git objects through a fresh exporter container and checks them into the
+   * host mirror. Cadenza commits what the agent left uncommitted; nothing of the agent's runs.
    */
-  async function commitWork(input: CommitInput): Promise<{ headCommit: string; committed: boolean; stoppedProcesses: StoppedProcess[] }> {
-    const sandbox = sandboxFor(deps, input.workflowId, input.contract);
-    const message = `${input.identifier}: ${input.title} (round ${input.round})\n\n${input.summary}\n\nCadenza-Workflow: ${input.workflowId}`;
-    const mirror = deps.mirrors.get(input.contract.config.repo.url);
-    const snapshot = (await mirror.resolve(workSnapshotRef(input.workflowId))) ?? 'none';
-    // One exec: stop leftovers, commit if anything changed, report the head, bundle it unless the mirror has it already.
-    const output = await shOk(sandbox, [
-      'set -e',
-      STOP_LEFTOVERS_SCRIPT,
-      'git add -A',
-      'if git diff --cached --quiet; then echo unchanged; else git -c core.hooksPath=/dev/null -c user.name="Cadenza Agent" -c user.email=agent@cadenza.invalid commit --quiet --no-verify -F -; echo committed; fi',
-      'HEAD_COMMIT=$(git rev-parse HEAD)',
-      'echo "$HEAD_COMMIT"',
-      `if [ "$HEAD_COMMIT" != "$SNAPSHOT" ]; then git bundle create --quiet ${TRANSFER_DIR}/out/work.bundle HEAD; echo bundled; fi`,
-    ].join('\n'), { stdin: message, env: { SNAPSHOT: snapshot } });
-    const { stopped, rest: out } = takeStoppedProcesses(output);
-    if (stopped.length) deps.log?.(`${input.identifier}: stopped ${stopped.length} process(es) left running before the proof: ${stopped.map((p) => p.command).join('; ')}`);
-    const [outcome, headCommit, bundled] = out.trim().split('\n');
-    if (!headCommit || !/^[0-9a-f]{40}$/.test(headCommit)) throw new Error(`commitWork could not read the work branch head: ${out.trim()}`);
-    if (bundled === 'bundled') {
-      await mirror.fetchBundle(await getFile(sandbox, `${TRANSFER_DIR}/out/work.bundle`), 'HEAD', workSnapshotRef(input.workflowId));
+  async function commitWork(input: CommitInput): Promise<CommitResult> {
+    const { contract, workflowId } = input;
+    const mirror = deps.mirrors.get(contract.config.repo.url);
+    const stoppedProcesses = await stopSandboxProcesses(deps.docker, workflowId);
+    if (stoppedProcesses.length) deps.log?.(`${input.identifier}: stopped ${stoppedProcesses.length} process(es) the agent left running: ${stoppedProcesses.map((p) => p.command).join('; ')}`);
+    const roundStart = input.roundStart ?? (await mirror.resolve(workSnapshotRef(workflowId))) ?? (await mirror.resolve(`refs/heads/${contract.config.repo.baseBranch}`));
+    if (!roundStart) throw ApplicationFailure.nonRetryable(`commitWork: the round's start is not in the host mirror of ${contract.config.repo.url}`, 'WorkLost');
+    const message = `${input.identifier}: ${input.title} (round ${input.round})\n\n${input.summary}\n\nCadenza-Workflow: ${workflowId}`;
+    let exported;
+    try {
+      exported = await exportWork(deps.docker, {
+        workflowId, limits: limitsOf(contract), roundStart, startRef: startRef(workflowId), message,
+        startBundle: await mirror.bundleCommit(roundStart, startRef(workflowId)),
+      });
+    } catch (error) {
+      if (error instanceof ExportError) throw ApplicationFailure.nonRetryable(`commitWork: ${error.message}`, 'WorkRejected');
+      throw error;
     }
-    return { headCommit, committed: outcome === 'committed', stoppedProcesses: stopped };
+    let headCommit = roundStart;
+    if (exported.bundle) {
+      try {
+        headCommit = await mirror.fetchBundle(exported.bundle, 'refs/cadenza/work', workSnapshotRef(workflowId));
+      } catch (error) {
+        throw ApplicationFailure.nonRetryable(`commitWork: the host refused the agent's git objects: ${(error as Error).message.split('\n')[0]}`, 'WorkRejected');
+      }
+      if (headCommit !== exported.head || !(await mirror.isAncestor(roundStart, headCommit))) {
+        throw ApplicationFailure.nonRetryable(`commitWork: the exported work ${exported.head.slice(0, 12)} does not descend from the round's start ${roundStart.slice(0, 12)}`, 'WorkRejected');
+      }
+    } else {
+      await mirror.setRef(workSnapshotRef(workflowId), roundStart);
+    }
+    let protectedChanged: string[] | undefined;
+    if (input.baseCommit) {
+      const { raw } = await mirror.evidence(input.baseCommit, headCommit, { rawOnly: true });
+      protectedChanged = protectedChanges(parseRawDiff(raw), protectedPaths(contract)).filter((change) => change.status !== 'added').map((change) => change.from ?? change.path);
+    }
+    return { headCommit, committed: exported.committed, stoppedProcesses, ...(protectedChanged ? { protectedChanged } : {}) };
   }
 
-  async function runProofCheck(input: { workflowId: string; contract: ContractSettings; command: ProofCommand; label?: string }): Promise<ProofCheck> {
-    const sandbox = sandboxFor(deps, input.workflowId, input.contract);
-    const mark = `${TRANSFER_DIR}/out/check-started`;
-    await shOk(sandbox, 'touch "$MARK"', { env: { MARK: mark } });
-    const result = await sh(sandbox, input.command.run, { timeoutMs: input.command.timeoutMs, maxOutputBytes: 1024 * 1024, env: startedByEnv('check') });
-    const reports = [];
-    const written = (await sh(sandbox, `${REPORT_FIND} | head -20`, { env: { MARK: mark } })).stdout.split('\n').filter(Boolean);
-    for (const file of written) {
-      const content = await sh(sandbox, 'head -c ' + REPORT_LIMIT + ' -- "$F"', { env: { F: file }, maxOutputBytes: REPORT_LIMIT });
-      const stored = await deps.artifacts.put(content.stdout, `report:${file.replace(/^\.\//, '')}`);
-      reports.push({ ...asRef(stored), path: file.replace(/^\.\//, '') });
-    }
+  async function checkCommit(input: { workflowId: string; contract: ContractSettings; command: ProofCommand; label?: string; commit: string; workBranch?: string }): Promise<ProofCheck> {
+    const { contract, workflowId, command } = input;
+    const mirror = deps.mirrors.get(contract.config.repo.url);
+    const reports: Array<ArtifactRef & { path: string }> = [];
+    const checked = await runInChecker(deps.docker, {
+      workflowId,
+      limits: limitsOf(contract),
+      bundle: await mirror.bundleCommit(input.commit, checkRef(workflowId)),
+      bundleRef: checkRef(workflowId),
+      commit: input.commit,
+      branch: input.workBranch ?? 'cadenza/check',
+      setup: contract.config.hooks.afterCreate,
+      setupTimeoutMs: contract.config.hooks.timeoutMs,
+      command: command.run,
+      timeoutMs: command.timeoutMs,
+      collect: async (box, mark) => {
+        const written = (await sh(box, `${REPORT_FIND} | head -20`, { env: { MARK: mark } })).stdout.split('\n').filter(Boolean);
+        for (const file of written) {
+          const content = await sh(box, `head -c ${REPORT_LIMIT} -- "$F"`, { env: { F: file }, maxOutputBytes: REPORT_LIMIT });
+          const stored = await deps.artifacts.put(content.stdout, `report:${file.replace(/^\.\//, '')}`);
+          reports.push({ ...asRef(stored), path: file.replace(/^\.\//, '') });
+        }
+      },
+    });
+    const { result } = checked;
     const report = [
-      `$ ${input.command.run}`,
-      `exit code: ${result.exitCode}${result.timedOut ? ` (timed out after ${input.command.timeoutMs} ms)` : ''}`,
+      `$ ${command.run}`,
+      `commit: ${input.commit}`,
+      ...(checked.setupFailure ? [checked.setupFailure, '(the check did not run)'] : []),
+      `exit code: ${result.exitCode}${result.timedOut ? ` (timed out after ${checked.setupFailure ? contract.config.hooks.timeoutMs : command.timeoutMs} ms)` : ''}`,
       `duration: ${result.durationMs} ms${result.truncated ? '\n(output truncated to its last 1 MiB per stream)' : ''}`,
       '--- stdout ---',
       result.stdout,
       '--- stderr ---',
       result.stderr,
     ].join('\n');
-    const stored = await deps.artifacts.put(report, `check:${input.label ?? input.command.name}`);
+    const stored = await deps.artifacts.put(report, `check:${input.label ?? command.name}`);
+    const tests = checked.setupFailure ? null : countTests(`${result.stdout}\n${result.stderr}`);
     return {
-      name: input.command.name,
-      required: input.command.required,
-      passed: result.exitCode === 0 && !result.timedOut,
+      name: command.name,
+      required: command.required,
+      passed: !checked.setupFailure && result.exitCode === 0 && !result.timedOut,
       exitCode: result.exitCode,
       timedOut: result.timedOut,
       durationMs: result.durationMs,
       output: asRef(stored),
-      excerpt: excerpt(`${result.stdout}\n${result.stderr}`),
+      excerpt: excerpt(checked.setupFailure ?? `${result.stdout}\n${result.stderr}`),
       reports,
+      commit: input.commit,
+      ...(tests ? { tests } : {}),
+      ...(checked.leftRunning.length ? { leftRunning: checked.leftRunning } : {}),
     };
+  }
+
+  /** One proof check in a fresh checker container on `commit` (runs from before name none: the work snapshot). */
+  async function runProofCheck(input: { workflowId: string; contract: ContractSettings; command: ProofCommand; label?: string; commit?: string; workBranch?: string }): Promise<ProofCheck> {
+    const mirror = deps.mirrors.get(input.contract.config.repo.url);
+    const commit = input.commit ?? (await mirror.resolve(workSnapshotRef(input.workflowId)));
+    if (!commit) throw ApplicationFailure.nonRetryable(`runProofCheck: no commit to check for ${input.workflowId}`, 'WorkLost');
+    return checkCommit({ ...input, commit });
+  }
+
+  /**
+   * The base revision's own tests on the new code: the head's tree with the protected files the work
+   * modified or deleted put back as the base had them (a package.json keeps the head's dependencies but
+   * the base's scripts), then every required check on it.
+   */
+  async function runBaseTests(input: { workflowId: string; contract: ContractSettings; baseCommit: string; headCommit: string; protectedChanged: string[]; workBranch?: string }): Promise<ProofCheck[]> {
+    const mirror = deps.mirrors.get(input.contract.config.repo.url);
+    const files: Record<string, { from: string } | { text: string }> = {};
+    for (const file of input.protectedChanged) {
+      const [head, base] = file === 'package.json' || file.endsWith('/package.json') ? await Promise.all([mirror.show(input.headCommit, file), mirror.show(input.baseCommit, file)]) : [null, null];
+      const merged = head !== null && base !== null ? packageJsonWithScriptsOf(head, base) : null;
+      files[file] = merged !== null ? { text: merged } : { from: input.baseCommit };
+    }
+    const commit = await mirror.commitWithFiles(input.headCommit, files, "Cadenza: the base revision's tests on the new code");
+    const checks: ProofCheck[] = [];
+    for (const command of input.contract.config.proof.commands.filter((c) => c.required)) {
+      checks.push(await checkCommit({ ...input, command, commit, label: `${command.name} (base tests)` }));
+    }
+    return checks;
   }
 
   async function collectEvidence(input: {
@@ -114,78 +210,99 @@ export function createProofActivities(deps: ActivityDeps) {
     agentSummary: string;
     tokens: TokenUsage;
     model: string;
-    /** What commitWork stopped before the checks (absent in runs from before it did). */
+    /** What commitWork stopped when the session ended. */
     stoppedBeforeChecks?: StoppedProcess[];
+    /** The base revision's tests on the new code (when the work changed protected paths). */
+    baseTests?: ProofCheck[];
   }): Promise<ProofResult> {
-    const sandbox = sandboxFor(deps, input.workflowId, input.contract);
-    // One exec for the whole picture, sections split by a line no diff can contain. The diff comes
-    // first: if it overflows the limit its start is cut, never the small sections after it. Then
-    // what the checks wrote (reports, build output), which is evidence, not part of the change, goes,
-    // after what the checks left running is stopped, so nothing writes to the tree once it is clean.
-    const separator = `@@cadenza-evidence-${randomUUID()}@@`;
-    const out = await shOk(sandbox, [
-      'set -e',
-      'git diff "$RANGE"',
-      'printf "\\n%s\\n" "$SEP"; git diff --name-only "$RANGE"',
-      'printf "\\n%s\\n" "$SEP"; git diff --stat "$RANGE"',
-      'printf "\\n%s\\n" "$SEP"; git log --format="%h %s" "$RANGE"',
-      'printf "\\n%s\\n" "$SEP"',
-      STOP_LEFTOVERS_SCRIPT,
-      'git checkout --quiet -- . && git clean -fdq',
-    ].join('\n'), { env: { RANGE: `${input.baseCommit}..${input.headCommit}`, SEP: separator }, maxOutputBytes: DIFF_LIMIT });
-    const sections = out.split(`\n${separator}\n`);
-    if (sections.length !== 5) throw new Error(`collectEvidence could not read git's output (${sections.length} sections)`);
-    const [diffText, names, statText, logText, stoppedText] = sections as [string, string, string, string, string];
-    const stoppedProcesses = [...(input.stoppedBeforeChecks ?? []), ...takeStoppedProcesses(stoppedText).stopped];
+    const { contract } = input;
+    const mirror = deps.mirrors.get(contract.config.repo.url);
+    const evidence = await mirror.evidence(input.baseCommit, input.headCommit);
+    const changes = parseRawDiff(evidence.raw);
+    const changedFiles = changes.map((change) => change.path);
+    const stoppedProcesses = [...(input.stoppedBeforeChecks ?? []), ...input.checks.flatMap((check) => check.leftRunning ?? [])];
     const stoppedLines = stoppedProcesses.map((p) => `- \`${p.command.replaceAll('`', "'")}\`, left running by ${p.startedBy === 'agent' ? 'the agent' : 'a check'}`);
-    const changedFiles = names.split('\n').filter(Boolean);
-    const stat = statText.trimEnd();
-    const log = logText.trimEnd();
-    const passed = input.checks.every((check) => check.passed || !check.required);
+    const passedChecks = input.checks.every((check) => check.passed || !check.required);
 
+    // Test integrity, first in everything the approver reads.
+    const touched = protectedChanges(changes, protectedPaths(contract));
+    const integrity: string[] = [
+      ...touched.map((change) => `${describeChange(change)}: a protected path (\`${change.pattern}\` in proof.protected_paths)`),
+      ...input.checks.filter((check) => check.passed && check.tests && check.tests.failed > 0)
+        .map((check) => `\`${check.name}\` passed (exit 0) but its output reports ${check.tests!.failed} failing test(s) of ${check.tests!.total}`),
+      ...(input.baseTests ?? []).filter((check) => !check.passed)
+        .map((check) => `the base revision's tests fail on the new code: \`${check.name}\` exited ${check.exitCode}${check.timedOut ? ' (timed out)' : ''} (output ${check.output.ref})`),
+      ...(input.baseTests ?? []).flatMap((base) => {
+        const head = input.checks.find((check) => check.name === base.name);
+        return head?.tests && base.tests && head.tests.total < base.tests.total
+          ? [`fewer tests: \`${base.name}\` ran ${head.tests.total} test(s) on the change, ${base.tests.total} with the base's test files`]
+          : [];
+      }),
+    ];
+    const rejectProtected = contract.config.proof.onProtectedChange === 'reject' && touched.length > 0;
+    const passed = passedChecks && changes.length > 0 && !rejectProtected;
+
+    const diffText = evidence.diff.length > DIFF_LIMIT ? `${evidence.diff.slice(0, DIFF_LIMIT)}\n[cadenza] diff cut at ${DIFF_LIMIT} bytes of ${evidence.diff.length}\n` : evidence.diff;
     const storedDiff = await deps.artifacts.put(diffText, 'diff');
-    const checkLines = input.checks.map(
-      (check) =>
-        `- ${check.passed ? 'PASS' : 'FAIL'} \`${check.name}\`${check.required ? '' : ' (optional)'}: exit ${check.exitCode}${check.timedOut ? ', timed out' : ''}, ${(check.durationMs / 1000).toFixed(1)} s (output ${check.output.ref})` +
-        (check.reports?.length ? `; reports: ${check.reports.map((report) => `${report.path} (${report.ref})`).join(', ')}` : ''),
-    );
+    const checkLine = (check: ProofCheck) =>
+      `- ${check.passed ? 'PASS' : 'FAIL'} \`${check.name}\`${check.required ? '' : ' (optional)'}: exit ${check.exitCode}${check.timedOut ? ', timed out' : ''}, ${(check.durationMs / 1000).toFixed(1)} s` +
+      `${check.tests ? `, ${check.tests.total} tests (${check.tests.failed} failed)` : ''} (output ${check.output.ref})` +
+      (check.reports?.length ? `; reports: ${check.reports.map((report) => `${report.path} (${report.ref})`).join(', ')}` : '');
+    const checkLines = input.checks.map(checkLine);
+    const integrityLines = integrity.map((line) => `- ${line}`);
     const walkthrough = [
       `# ${input.identifier}: ${input.title}, round ${input.round}`,
+      '',
+      ...(integrity.length ? ['## Test integrity: read this first', ...integrityLines, ''] : []),
+      `Head commit: \`${input.headCommit}\` (base \`${input.baseCommit}\`)`,
       '',
       '## What the agent says it did',
       input.agentSummary,
       '',
-      '## What changed',
-      changedFiles.length ? '```\n' + stat + '\n```' : 'No files changed.',
+      '## What changed (computed by Cadenza on its own copy of the commits)',
+      changes.length ? changes.map((change) => `- ${describeChange(change)}`).join('\n') : 'No files changed.',
       '',
-      log ? `Commits on the work branch:\n\`\`\`\n${log}\n\`\`\`` : '',
+      changes.length ? '```\n' + evidence.stat + '\n```' : '',
       '',
-      '## Checks Cadenza ran (not the agent)',
+      evidence.log ? `Commits on the work branch:\n\`\`\`\n${evidence.log}\n\`\`\`` : '',
+      '',
+      '## Checks Cadenza ran (each in a fresh container on the head commit, not the agent\'s sandbox)',
       ...(checkLines.length ? checkLines : ['- (no proof commands configured)']),
       '',
+      ...(input.baseTests?.length ? ["## The base revision's tests on the new code", ...input.baseTests.map(checkLine), ''] : []),
       ...(stoppedLines.length ? ['## Processes Cadenza stopped', ...stoppedLines, ''] : []),
       `## Cost\n${input.tokens.total} tokens (${input.tokens.input} in, ${input.tokens.output} out) on ${input.model}.`,
       '',
       `Full diff: ${storedDiff.ref}`,
     ].join('\n');
     const storedWalkthrough = await deps.artifacts.put(walkthrough, 'walkthrough');
+    const shownChanges = changes.slice(0, 50).map((change) => `\`${describeChange(change)}\``).join(', ');
     const summary = [
-      `**Cadenza proof for round ${input.round}: ${passed ? 'passed' : 'FAILED'}**`,
+      `**Cadenza proof for round ${input.round}: ${passed ? 'passed' : 'FAILED'}**${rejectProtected ? ' (protected paths changed; proof.on_protected_change is reject)' : ''}`,
       '',
+      ...(integrity.length ? ['**Test integrity warnings:**', ...integrityLines, ''] : []),
+      `Head commit: \`${input.headCommit}\``,
       ...checkLines,
+      ...(input.baseTests?.length ? ["Base revision's tests on the new code:", ...input.baseTests.map(checkLine)] : []),
       '',
-      `Changed files (${changedFiles.length}): ${changedFiles.map((file) => `\`${file}\``).join(', ') || 'none'}`,
+      `Changed files (${changes.length}): ${shownChanges || 'none'}${changes.length > 50 ? ', ...' : ''}`,
+      ...(changes.length ? ['```', evidence.stat.split('\n').at(-1)!.trim(), '```'] : []),
       ...(stoppedProcesses.length ? [`Stopped ${stoppedProcesses.length} process(es) left running (see the walkthrough)`] : []),
-      `Head commit: \`${input.headCommit.slice(0, 12)}\` · tokens: ${input.tokens.total} · model: ${input.model}`,
+      `Tokens: ${input.tokens.total} · model: ${input.model}`,
       `Walkthrough: ${deps.artifacts.pathOf(storedWalkthrough.ref)}`,
     ].join('\n');
     const storedSummary = await deps.artifacts.put(summary, 'proof-summary');
     return {
       round: input.round,
-      passed: passed && changedFiles.length > 0,
+      passed,
       checks: input.checks,
       headCommit: input.headCommit,
-      changedFiles,
+      changedFiles: changedFiles.slice(0, CHANGES_IN_HISTORY),
+      changes: changes.slice(0, CHANGES_IN_HISTORY),
+      ...(changes.length > CHANGES_IN_HISTORY ? { changedFilesTotal: changes.length } : {}),
+      ...(integrity.length ? { integrity } : {}),
+      ...(rejectProtected ? { rejectedProtected: touched.map((change) => describeChange(change)).slice(0, 50) } : {}),
+      ...(input.baseTests?.length ? { baseTests: input.baseTests } : {}),
       diff: asRef(storedDiff),
       walkthrough: asRef(storedWalkthrough),
       summary: asRef(storedSummary),
@@ -198,5 +315,5 @@ export function createProofActivities(deps: ActivityDeps) {
     return deps.artifacts.getText(input.ref);
   }
 
-  return { commitWork, runProofCheck, collectEvidence, readArtifactText };
+  return { commitWork, runProofCheck, runBaseTests, collectEvidence, readArtifactText };
 }

@@ -88,36 +88,45 @@ export function createSandboxActivities(deps: ActivityDeps) {
     const baseCommit = await mirror.resolve(`refs/heads/${repo.baseBranch}`);
     if (!baseCommit) throw ApplicationFailure.nonRetryable(`repo.base_branch ${repo.baseBranch} does not exist in ${repo.url}`, 'RepoUnavailable');
 
-    // One exec to learn where the workspace stands: cloned or not, and whether it has the base (and
-    // the requested head) already.
+    const targetTip = (await mirror.resolve(`refs/heads/${contract.config.landing.targetBranch}`)) ?? baseCommit;
+    if (!input.atCommit) {
+      // A run's first round starts from the base branch as it is now, never from an earlier run's work.
+      await mirror.deleteRef(workSnapshotRef(workflowId));
+    }
+    // Cadenza's git in the agent's repository: no hooks or fsmonitor of the agent's run on its steps.
+    const git = 'git -c core.hooksPath=/dev/null -c core.fsmonitor=false';
+    // One exec to learn where the workspace stands: cloned or not, whether it has the base and the
+    // target tip (for an agent bringing its branch up to date), and the requested head.
     const probe = (await shOk(sandbox, [
-      `mkdir -p ${TRANSFER_DIR}/out`,
       `if [ ! -d ${REPO_DIR}/.git ]; then echo fresh; exit 0; fi`,
       `cd ${REPO_DIR} && echo cloned`,
-      'git cat-file -e "$BASE^{commit}" 2>/dev/null && echo has-base || echo no-base',
-      'if [ -n "$AT" ]; then git cat-file -e "$AT^{commit}" 2>/dev/null && echo has-at || echo no-at; git rev-parse HEAD; fi',
-    ].join('\n'), { workdir: '/', env: { BASE: baseCommit, AT: input.atCommit ?? '' } })).trim().split('\n');
+      'git cat-file -e "$BASE^{commit}" 2>/dev/null && git cat-file -e "$TARGET^{commit}" 2>/dev/null && echo has-base || echo no-base',
+      'if [ -n "$AT" ]; then git cat-file -e "$AT^{commit}" 2>/dev/null && echo has-at || echo no-at; fi',
+      'git rev-parse HEAD 2>/dev/null || echo none',
+    ].join('\n'), { workdir: '/', env: { BASE: baseCommit, TARGET: targetTip, AT: input.atCommit ?? '' }, step: 'provisioning: reading the workspace' })).trim().split('\n');
     const cloned = probe[0] !== 'fresh';
-    let restored = false;
+    const remoteRefs = [...new Set([repo.baseBranch, contract.config.landing.targetBranch])].map((branch) => `+refs/heads/${branch}:refs/remotes/origin/${branch}`);
     if (cloned && probe[1] === 'no-base') {
-      // A re-attached workspace from before the base branch moved: bring the new base in.
-      await putFile(sandbox, TRANSFER_DIR, 'base.bundle', await mirror.bundle([`refs/heads/${repo.baseBranch}`]));
-      await shOk(sandbox, `git fetch --quiet ${TRANSFER_DIR}/base.bundle "+refs/heads/${repo.baseBranch}:refs/remotes/origin/${repo.baseBranch}"`);
+      // A re-attached workspace from before the base or target moved: bring them in.
+      await putFile(sandbox, TRANSFER_DIR, 'base.bundle', await mirror.bundle([...new Set([`refs/heads/${repo.baseBranch}`, `refs/heads/${contract.config.landing.targetBranch}`])]));
+      await shOk(sandbox, `${git} fetch --quiet ${TRANSFER_DIR}/base.bundle ${remoteRefs.map((ref) => `"${ref}"`).join(' ')}`, { step: 'provisioning: bringing the base in' });
     }
+    let restored = false;
     if (!cloned) {
       // The sandbox has no network: history enters as a bundle through the Docker API.
-      const snapshot = await mirror.resolve(workSnapshotRef(workflowId));
-      const refs = [`refs/heads/${repo.baseBranch}`, ...(snapshot ? [workSnapshotRef(workflowId)] : [])];
+      const snapshot = input.atCommit ? await mirror.resolve(workSnapshotRef(workflowId)) : undefined;
+      const refs = [...new Set([`refs/heads/${repo.baseBranch}`, `refs/heads/${contract.config.landing.targetBranch}`]), ...(snapshot ? [workSnapshotRef(workflowId)] : [])];
       await putFile(sandbox, TRANSFER_DIR, 'base.bundle', await mirror.bundle(refs));
       await shOk(sandbox, [
         `rm -rf ${REPO_DIR}.partial`,
         `git clone --quiet --branch ${repo.baseBranch} ${TRANSFER_DIR}/base.bundle ${REPO_DIR}.partial`,
         `mv ${REPO_DIR}.partial ${REPO_DIR}`,
         `cd ${REPO_DIR}`,
+        `${git} fetch --quiet ${TRANSFER_DIR}/base.bundle ${remoteRefs.map((ref) => `"${ref}"`).join(' ')}`,
         snapshot
-          ? `git fetch --quiet ${TRANSFER_DIR}/base.bundle "${workSnapshotRef(workflowId)}:refs/heads/${workBranch}" && git checkout --quiet ${workBranch}`
-          : `git checkout --quiet -B ${workBranch} ${baseCommit}`,
-      ].join(' && '), { workdir: '/', timeoutMs: 300_000 });
+          ? `${git} fetch --quiet ${TRANSFER_DIR}/base.bundle "${workSnapshotRef(workflowId)}:refs/heads/${workBranch}" && ${git} checkout --quiet ${workBranch}`
+          : `${git} checkout --quiet -B ${workBranch} ${baseCommit}`,
+      ].join(' && '), { workdir: '/', timeoutMs: 300_000, step: 'provisioning: cloning the repository' });
       restored = Boolean(snapshot);
       // The workspace was just created: `after_create` runs once; its failure deletes the workspace.
       const hook = await runHook(sandbox, contract, 'after_create', contract.config.hooks.afterCreate);
@@ -125,6 +134,9 @@ export function createSandboxActivities(deps: ActivityDeps) {
         await removeContainer(deps.docker, workflowId);
         throw ApplicationFailure.nonRetryable(`hooks.after_create failed, so the new workspace was removed:\n${hook.output}`, 'HookFailed');
       }
+    } else if (!input.atCommit && probe.at(-1) !== baseCommit) {
+      // A workspace left from before (an earlier run's volume): round 1 starts at the base all the same.
+      await shOk(sandbox, `${git} checkout --quiet --force -B ${workBranch} ${baseCommit} && git clean -fdq`, { step: 'provisioning: moving the work branch to the base' });
     }
     if (input.atCommit) {
       // A fresh clone has only what its bundle brought (the snapshot, when there is one).
@@ -134,10 +146,10 @@ export function createSandboxActivities(deps: ActivityDeps) {
         const snapshot = await mirror.resolve(workSnapshotRef(workflowId));
         if (!snapshot) throw ApplicationFailure.nonRetryable(`commit ${input.atCommit} of ${workBranch} is neither in the sandbox nor in the host mirror`, 'WorkLost');
         await putFile(sandbox, TRANSFER_DIR, 'work.bundle', await mirror.bundle([workSnapshotRef(workflowId)]));
-        await shOk(sandbox, `git fetch --quiet ${TRANSFER_DIR}/work.bundle "${workSnapshotRef(workflowId)}:refs/cadenza/snapshot"`);
+        await shOk(sandbox, `${git} fetch --quiet ${TRANSFER_DIR}/work.bundle "${workSnapshotRef(workflowId)}:refs/cadenza/snapshot"`, { step: 'provisioning: bringing the work in' });
       }
-      const head = cloned && hasAt ? probe[3] : (await shOk(sandbox, 'git rev-parse HEAD')).trim();
-      if (head !== input.atCommit) await shOk(sandbox, `git checkout --quiet --force -B ${workBranch} ${input.atCommit} && git clean -fdq`);
+      const head = cloned && hasAt ? probe.at(-1) : (await shOk(sandbox, 'git rev-parse HEAD', { step: 'provisioning: reading the head' })).trim();
+      if (head !== input.atCommit) await shOk(sandbox, `${git} checkout --quiet --force -B ${workBranch} ${input.atCommit} && git clean -fdq`, { step: 'provisioning: moving the work branch' });
     }
     return { sandbox: handle.name, baseCommit, reattached: handle.reattached, restored };
   }

@@ -15,8 +15,14 @@ export class GitError extends Error {
   }
 }
 
-export async function git(cwd: string, args: string[], options: { allowFail?: boolean } = {}): Promise<string> {
-  const result = await run('git', args, { cwd, env: { ...process.env, GIT_TERMINAL_PROMPT: '0', LC_ALL: 'C' } });
+/**
+ * Environment for git on what the agent produced: no system or user configuration (no external diff,
+ * textconv or pager a worker host may have set), only the mirror's own, which Cadenza wrote.
+ */
+const HERMETIC = { GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', GIT_ATTR_NOSYSTEM: '1' };
+
+export async function git(cwd: string, args: string[], options: { allowFail?: boolean; hermetic?: boolean; env?: Record<string, string> } = {}): Promise<string> {
+  const result = await run('git', args, { cwd, env: { ...process.env, GIT_TERMINAL_PROMPT: '0', LC_ALL: 'C', ...(options.hermetic ? HERMETIC : {}), ...options.env } });
   if (result.code !== 0 && !options.allowFail) {
     throw new GitError(`git ${args.join(' ')} failed in ${cwd}: ${result.stderr.trim() || result.stdout.trim()}`);
   }
@@ -74,13 +80,16 @@ export class RepoMirror {
     }
   }
 
-  /** Fetches `sourceRef` out of bundle bytes into `targetRef` of the mirror. */
+  /**
+   * Fetches `sourceRef` out of bundle bytes into `targetRef` of the mirror. Every object is checked
+   * (fsck) on the way in, so a malformed or mislabelled object from a sandbox is refused.
+   */
   async fetchBundle(bundle: Buffer, sourceRef: string, targetRef: string): Promise<string> {
     const temp = await mkdtemp(path.join(path.dirname(this.dir), 'bundle-'));
     try {
       const file = path.join(temp, 'in.bundle');
       await writeFile(file, bundle);
-      await git(this.dir, ['fetch', '--quiet', file, `+${sourceRef}:${targetRef}`]);
+      await git(this.dir, ['-c', 'fetch.fsckObjects=true', '-c', 'transfer.fsckObjects=true', 'fetch', '--quiet', '--no-write-fetch-head', file, `+${sourceRef}:${targetRef}`], { hermetic: true });
       return (await this.resolve(targetRef))!;
     } finally {
       await rm(temp, { recursive: true, force: true });
@@ -91,6 +100,102 @@ export class RepoMirror {
   async push(commit: string, branch: string, { force = false } = {}): Promise<void> {
     await git(this.dir, ['push', '--quiet', 'origin', `${force ? '+' : ''}${commit}:refs/heads/${branch}`]);
     await git(this.dir, ['update-ref', `refs/heads/${branch}`, commit]);
+  }
+
+  async setRef(ref: string, commit: string): Promise<void> {
+    await git(this.dir, ['update-ref', ref, commit]);
+  }
+
+  async deleteRef(ref: string): Promise<void> {
+    await git(this.dir, ['update-ref', '-d', ref], { allowFail: true });
+  }
+
+  /** A bundle of exactly `commit` (and its history), under `ref` in the bundle. */
+  async bundleCommit(commit: string, ref: string): Promise<Buffer> {
+    await this.setRef(ref, commit);
+    return this.bundle([ref]);
+  }
+
+  /**
+   * What changed from `base` to `head`, seen by Cadenza's own git: no external diff, no textconv, no
+   * configuration or attributes from the agent's repository.
+   */
+  async evidence(base: string, head: string, { rawOnly = false } = {}): Promise<{ diff: string; stat: string; raw: string; log: string }> {
+    const range = [base, head];
+    const plain = ['--no-ext-diff', '--no-textconv', '--no-color', '-M'];
+    const opts = { hermetic: true };
+    if (rawOnly) return { diff: '', stat: '', log: '', raw: await git(this.dir, ['diff', ...plain, '--raw', '-z', '--no-abbrev', ...range], opts) };
+    const [diff, stat, raw, log] = await Promise.all([
+      git(this.dir, ['diff', ...plain, '--binary', ...range], opts),
+      git(this.dir, ['diff', ...plain, '--stat=200', ...range], opts),
+      git(this.dir, ['diff', ...plain, '--raw', '-z', '--no-abbrev', ...range], opts),
+      git(this.dir, ['log', '--no-color', '--format=%h %s', `${base}..${head}`], opts),
+    ]);
+    return { diff, stat, raw, log };
+  }
+
+  /**
+   * Merges `head` into `target` without a work tree (git merge-tree): the merged tree, or the
+   * conflicted paths. Nothing of the agent's runs: it is object arithmetic in the mirror.
+   */
+  async mergeTree(target: string, head: string): Promise<{ tree: string; conflicts: string[] }> {
+    const result = await run('git', ['merge-tree', '--write-tree', '--name-only', '--no-messages', target, head], { cwd: this.dir, env: { ...process.env, LC_ALL: 'C', ...HERMETIC } });
+    const lines = result.stdout.split('\n').filter(Boolean);
+    if (result.code === 0) return { tree: lines[0]!, conflicts: [] };
+    if (result.code === 1) return { tree: lines[0]!, conflicts: lines.slice(1) };
+    throw new GitError(`git merge-tree ${target} ${head} failed in ${this.dir}: ${result.stderr.trim()}`);
+  }
+
+  /** A commit of `tree` with exactly these parents, made by Cadenza. */
+  async commitTree(tree: string, parents: string[], message: string): Promise<string> {
+    const temp = await mkdtemp(path.join(path.dirname(this.dir), 'message-'));
+    try {
+      const file = path.join(temp, 'message');
+      await writeFile(file, message);
+      const identity = { GIT_AUTHOR_NAME: 'Cadenza', GIT_AUTHOR_EMAIL: 'cadenza@cadenza.invalid', GIT_COMMITTER_NAME: 'Cadenza', GIT_COMMITTER_EMAIL: 'cadenza@cadenza.invalid' };
+      return await git(this.dir, ['commit-tree', tree, ...parents.flatMap((parent) => ['-p', parent]), '-F', file], { hermetic: true, env: identity });
+    } finally {
+      await rm(temp, { recursive: true, force: true });
+    }
+  }
+
+  async treeOf(commit: string): Promise<string> {
+    return git(this.dir, ['rev-parse', `${commit}^{tree}`]);
+  }
+
+  /** The content of `file` at `commit`, or null where it does not exist. */
+  async show(commit: string, file: string): Promise<string | null> {
+    const result = await run('git', ['cat-file', 'blob', `${commit}:${file}`], { cwd: this.dir, env: { ...process.env, ...HERMETIC } });
+    return result.code === 0 ? result.stdout : null;
+  }
+
+  /**
+   * A commit on top of `head` whose tree is `head`'s with some files replaced: a path mapped to a
+   * commit takes that commit's version (or is removed where it has none), one mapped to text gets it.
+   */
+  async commitWithFiles(head: string, files: Record<string, { from: string } | { text: string }>, message: string): Promise<string> {
+    const temp = await mkdtemp(path.join(path.dirname(this.dir), 'index-'));
+    try {
+      const env = { GIT_INDEX_FILE: path.join(temp, 'index') };
+      await git(this.dir, ['read-tree', head], { hermetic: true, env });
+      for (const [file, source] of Object.entries(files)) {
+        if ('text' in source) {
+          const blobFile = path.join(temp, 'blob');
+          await writeFile(blobFile, source.text);
+          const blob = await git(this.dir, ['hash-object', '-w', '--no-filters', blobFile], { hermetic: true });
+          await git(this.dir, ['update-index', '--add', '--cacheinfo', `100644,${blob},${file}`], { hermetic: true, env });
+          continue;
+        }
+        const entry = await git(this.dir, ['ls-tree', source.from, '--', file], { hermetic: true });
+        const match = /^(\d+) blob ([0-9a-f]+)\t/.exec(entry);
+        if (match) await git(this.dir, ['update-index', '--add', '--cacheinfo', `${match[1]},${match[2]},${file}`], { hermetic: true, env });
+        else await git(this.dir, ['update-index', '--force-remove', '--', file], { hermetic: true, env });
+      }
+      const tree = await git(this.dir, ['write-tree'], { hermetic: true, env });
+      return await this.commitTree(tree, [head], message);
+    } finally {
+      await rm(temp, { recursive: true, force: true });
+    }
   }
 
   /** The first commit on `branch` whose message carries `trailer`. */

@@ -58,8 +58,9 @@ export function issueStatus(handle: WorkflowHandle): Promise<IssueStatus> {
   return handle.query(statusQuery);
 }
 
-export function approve(handle: WorkflowHandle, by: string, comment?: string): Promise<string> {
-  return handle.executeUpdate(approveLandingUpdate, { args: [{ by, ...(comment ? { comment } : {}) }] });
+/** Approves landing; with `commit`, only if that is the head awaiting approval. */
+export function approve(handle: WorkflowHandle, by: string, comment?: string, commit?: string): Promise<string> {
+  return handle.executeUpdate(approveLandingUpdate, { args: [{ by, ...(comment ? { comment } : {}), ...(commit ? { commit } : {}) }] });
 }
 
 export function reject(handle: WorkflowHandle, by: string, feedback: string): Promise<string> {

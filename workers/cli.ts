@@ -4,7 +4,7 @@
  *   up [--workflow PATH] [--exit-when-done]   set everything up, start the ready issues' workflows,
  *                                             run a worker in the foreground and print phase changes
  *   status [IDENTIFIER]                       issue workflows and their progress; one issue in full
- *   approve IDENTIFIER --by NAME [--comment TEXT]
+ *   approve IDENTIFIER --by NAME [--comment TEXT] [--commit SHA]
  *   reject IDENTIFIER --by NAME --feedback TEXT
  *   list                                      open and recent issue workflows
  *   down                                      stop the Temporal dev server `up` started
@@ -37,7 +37,7 @@ commands:
         set up Temporal, Docker and the sandbox image, seed the demo (without --workflow), start a
         workflow per ready issue and run a worker until Ctrl-C (--exit-when-done: until they close)
   status [IDENTIFIER]                            all issue workflows, or one issue in full
-  approve IDENTIFIER --by NAME [--comment TEXT]  let a run waiting in AwaitingApproval land
+  approve IDENTIFIER --by NAME [--comment TEXT] [--commit SHA]  let a run waiting in AwaitingApproval land (--commit: refused unless it is the head shown in the proof)
   reject IDENTIFIER --by NAME --feedback TEXT    send it back for another round with feedback
   start IDENTIFIER [--again]                     start an issue's run now (--again: after an earlier run ended)
   list                                           open and recent issue workflows
@@ -59,6 +59,7 @@ const OPTIONS = {
   feedback: { type: 'string' },
   'exit-when-done': { type: 'boolean' },
   again: { type: 'boolean' },
+  commit: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 type Flag = keyof typeof OPTIONS;
@@ -67,7 +68,7 @@ type Flags = Partial<Record<Flag, string | boolean>>;
 const COMMANDS: Record<string, { flags: Flag[]; positionals: [min: number, max: number] }> = {
   up: { flags: ['workflow', 'address', 'exit-when-done'], positionals: [0, 0] },
   status: { flags: ['workflow', 'address'], positionals: [0, 1] },
-  approve: { flags: ['workflow', 'address', 'by', 'comment'], positionals: [1, 1] },
+  approve: { flags: ['workflow', 'address', 'by', 'comment', 'commit'], positionals: [1, 1] },
   reject: { flags: ['workflow', 'address', 'by', 'feedback'], positionals: [1, 1] },
   start: { flags: ['workflow', 'address', 'again'], positionals: [1, 1] },
   list: { flags: ['workflow', 'address'], positionals: [0, 0] },
@@ -510,16 +511,18 @@ async function statusOf(client: Client, connection: Connection, kind: string, id
   if (status.pullRequest) out(`  pull req.   #${status.pullRequest.number} ${status.pullRequest.url} (from ${status.pullRequest.branch})`);
   if (status.proof.length === 0) out('  proof       none yet');
   for (const proof of status.proof) {
-    out(`  proof round ${proof.round}: ${proof.passed ? 'passed' : 'FAILED'} at commit ${short(proof.headCommit)}`);
+    out(`  proof round ${proof.round}: ${proof.passed ? 'passed' : 'FAILED'} at commit ${proof.headCommit}`);
+    for (const warning of proof.integrity ?? []) out(`    TEST INTEGRITY: ${warning}`);
     for (const check of proof.checks) {
       const verdict = check.passed ? 'passed' : check.timedOut ? 'timed out' : 'failed';
       out(`    check ${check.name}${check.required ? '' : ' (optional)'}: ${verdict}, exit ${check.exitCode}, ${(check.durationMs / 1000).toFixed(1)}s, output ${check.output.ref}`);
     }
-    out(`    changed files: ${proof.changedFiles.join(', ') || 'none'}`);
+    const changes = proof.changes?.map((change) => `${change.status} ${change.from ? `${change.from} -> ` : ''}${change.path}${change.note ? ` (${change.note})` : ''}`) ?? proof.changedFiles;
+    out(`    changed files: ${changes.join(', ') || 'none'}`);
     out(`    diff ${proof.diff.ref}, walkthrough ${proof.walkthrough.ref}`);
   }
   if (status.phase === 'AwaitingApproval') {
-    out(`  waiting for a decision: npx cadenza approve ${identifier} --by <you>  |  npx cadenza reject ${identifier} --by <you> --feedback "..."`);
+    out(`  waiting for a decision on ${status.headCommit ?? 'the head above'}: npx cadenza approve ${identifier} --by <you>${status.headCommit ? ` --commit ${status.headCommit.slice(0, 12)}` : ''}  |  npx cadenza reject ${identifier} --by <you> --feedback "..."`);
   }
 }
 
@@ -557,7 +560,7 @@ async function decide(kind: 'approve' | 'reject', flags: Flags, identifier: stri
   const handle = issueHandle(client, trackerKindName, identifier);
   try {
     const answer = await withWorker(connection, 30_000, () =>
-      kind === 'approve' ? approve(handle, by, flags.comment as string | undefined) : reject(handle, by, feedback!));
+      kind === 'approve' ? approve(handle, by, flags.comment as string | undefined, flags.commit as string | undefined) : reject(handle, by, feedback!));
     out(`${identifier}: ${answer}`);
   } catch (error) {
     if (error instanceof WorkflowNotFoundError) {

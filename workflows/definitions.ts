@@ -7,6 +7,8 @@ import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/commo
 import type { Contract } from '../lib/contract/index.ts';
 import type { Issue } from '../lib/tracker/types.ts';
 import type { StoppedProcess } from '../lib/sandbox/leftovers.ts';
+import type { FileChange } from '../lib/proof/changes.ts';
+import type { TestCount } from '../lib/proof/integrity.ts';
 
 export const TASK_QUEUE = 'cadenza';
 
@@ -25,6 +27,8 @@ export function issueWorkflowId(trackerKind: string, identifier: string): string
 export interface ApproveLanding {
   by: string;
   comment?: string;
+  /** The head commit being approved (its full id or a prefix of at least 7 hex digits); refused if it is not the head. */
+  commit?: string;
 }
 
 export interface RejectLanding {
@@ -74,6 +78,12 @@ export interface ProofCheck {
   excerpt: string;
   /** Test reports the command wrote (JUnit-style XML and the like), by path in the repository. */
   reports?: Array<ArtifactRef & { path: string }>;
+  /** The commit the check ran on, in a fresh checker container. */
+  commit?: string;
+  /** The test runner's own count, read from its output. */
+  tests?: TestCount;
+  /** What the check left running in its checker container (removed with it). */
+  leftRunning?: StoppedProcess[];
 }
 
 export interface ProofResult {
@@ -81,7 +91,16 @@ export interface ProofResult {
   passed: boolean;
   checks: ProofCheck[];
   headCommit: string;
+  /** Capped (see changedFilesTotal); computed by Cadenza's git in its mirror. */
   changedFiles: string[];
+  changes?: FileChange[];
+  changedFilesTotal?: number;
+  /** Test-integrity warnings, shown to the approver before anything else. */
+  integrity?: string[];
+  /** With proof.on_protected_change reject: the protected changes that failed this proof. */
+  rejectedProtected?: string[];
+  /** The base revision's tests run on the new code (when the work changed protected paths). */
+  baseTests?: ProofCheck[];
   diff: ArtifactRef;
   walkthrough: ArtifactRef;
   summary: ArtifactRef;
@@ -102,7 +121,9 @@ export interface IssueStatus {
   model: string | null;
   lastError: string | null;
   proof: ProofResult[];
-  decision: { kind: 'approved' | 'rejected'; by: string; text?: string } | null;
+  decision: { kind: 'approved' | 'rejected'; by: string; text?: string; commit?: string } | null;
+  /** The commit an approval would land: the head of the latest passed proof. */
+  headCommit?: string | null;
   landedCommit: string | null;
   /** With landing.strategy pull_request: the pull request Cadenza opened (people merge it). */
   pullRequest?: PullRequestRef | null;

@@ -41,6 +41,7 @@ import {
   type IssueWorkflowInput,
   type IssueWorkflowResult,
   type Phase,
+  type ProofCheck,
   type ProofResult,
   type RejectLanding,
 } from './definitions.ts';
@@ -52,7 +53,16 @@ function invalidDecision(kind: 'approveLanding' | 'rejectLanding', payload: unkn
   if (typeof value.by !== 'string' || !value.by.trim()) return `${kind} needs "by": the name of the person deciding (a non-empty string)`;
   if (kind === 'rejectLanding' && (typeof value.feedback !== 'string' || !value.feedback.trim())) return 'rejectLanding needs "feedback": what the agent should change (a non-empty string)';
   if (kind === 'approveLanding' && value.comment !== undefined && typeof value.comment !== 'string') return 'approveLanding "comment" must be a string when given';
+  if (kind === 'approveLanding' && value.commit !== undefined && (typeof value.commit !== 'string' || !/^[0-9a-f]{7,40}$/.test(value.commit))) {
+    return 'approveLanding "commit" must be the head commit being approved: its id or a prefix of at least 7 hex digits';
+  }
   return null;
+}
+
+/** Why an approval that names a commit does not approve `head`, or null when it does (or names none). */
+function wrongCommit(commit: string | undefined, head: string | null | undefined): string | null {
+  if (commit === undefined || !head || head.startsWith(commit)) return null;
+  return `approveLanding names commit ${commit}, but the head awaiting approval is ${head}; look at that proof and approve it by its id`;
 }
 
 /** The innermost message: "Activity task failed" says less than what made the activity fail. */
@@ -68,6 +78,13 @@ function sanitizeBranch(name: string): string {
 
 function failureFeedback(proof: ProofResult, round: number): string {
   const failed = proof.checks.filter((check) => check.required && !check.passed);
+  if (proof.rejectedProtected?.length && failed.length === 0) {
+    return [
+      `Cadenza refused round ${round}: it changes files the contract protects (proof.on_protected_change is reject):`,
+      ...proof.rejectedProtected.map((change) => `- ${change}`),
+      '\nMake the change without modifying or deleting tests, test configuration or CI files, then call finish again.',
+    ].join('\n');
+  }
   if (proof.changedFiles.length === 0 && failed.length === 0) {
     return `Round ${round} ended without any change to the repository. Make the change the issue asks for, then call finish.`;
   }
@@ -136,9 +153,11 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
   });
   // Signals cannot answer, so a bad one is recorded in status.lastError and otherwise ignored.
   setHandler(approveLandingSignal, (decision) => {
-    const problem = invalidDecision('approveLanding', decision) ?? (status.phase === 'AwaitingApproval' ? null : `approveLanding ignored: the run is in ${status.phase}, not AwaitingApproval`);
+    const problem = invalidDecision('approveLanding', decision)
+      ?? (status.phase === 'AwaitingApproval' ? null : `approveLanding ignored: the run is in ${status.phase}, not AwaitingApproval`)
+      ?? wrongCommit(decision.commit, status.headCommit);
     if (problem) status.lastError = problem;
-    else pending = { kind: 'approved', by: decision.by, text: decision.comment };
+    else pending = { kind: 'approved', by: decision.by, text: decision.comment, ...(status.headCommit ? { commit: status.headCommit } : {}) };
   });
   setHandler(rejectLandingSignal, (decision) => {
     const problem = invalidDecision('rejectLanding', decision) ?? (status.phase === 'AwaitingApproval' ? null : `rejectLanding ignored: the run is in ${status.phase}, not AwaitingApproval`);
@@ -146,13 +165,15 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
     else pending = { kind: 'rejected', by: decision.by, text: decision.feedback };
   });
   setHandler(approveLandingUpdate, (decision) => {
-    pending = { kind: 'approved', by: decision.by, text: decision.comment };
-    return `landing approved by ${decision.by}`;
+    pending = { kind: 'approved', by: decision.by, text: decision.comment, ...(status.headCommit ? { commit: status.headCommit } : {}) };
+    return `landing of ${status.headCommit ?? 'the work'} approved by ${decision.by}`;
   }, {
     validator: (decision) => {
       const problem = invalidDecision('approveLanding', decision);
       if (problem) throw new Error(problem);
       refuseOutsideApproval('approveLanding');
+      const mismatch = wrongCommit(decision.commit, status.headCommit);
+      if (mismatch) throw new Error(mismatch);
     },
   });
   setHandler(rejectLandingUpdate, (decision) => {
@@ -201,6 +222,37 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
     status.phase = phase;
     upsertSearchAttributes([{ key: phaseKey, value: phase }]);
     setCurrentDetails(`**${issue.identifier}** ${issue.title}\n\nPhase: ${phase}, round ${status.round}${details ? `\n\n${details}` : ''}`);
+  };
+  /** What the approver reads in the UI: integrity warnings first, then the commit, checks, changes and how to decide. */
+  const approvalDetails = (proof: ProofResult) => {
+    const head = proof.headCommit;
+    const checkLine = (check: ProofCheck) => `- ${check.passed ? 'PASS' : 'FAIL'} ${check.name}: exit ${check.exitCode}, ${(check.durationMs / 1000).toFixed(1)} s${check.tests ? `, ${check.tests.total} tests, ${check.tests.failed} failed` : ''}`;
+    const changes = (proof.changes ?? proof.changedFiles.map((path) => ({ path, status: 'changed', from: undefined, note: undefined })))
+      .slice(0, 30).map((change) => `- ${change.status} ${change.from ? `${change.from} -> ` : ''}${change.path}${change.note ? ` (${change.note})` : ''}`);
+    return [
+      ...(proof.integrity?.length ? ['**Test integrity warnings**', ...proof.integrity.map((line) => `- ${line}`), ''] : []),
+      `Head commit awaiting approval: \`${head}\``,
+      '',
+      '**Checks** (fresh containers on that commit)',
+      ...proof.checks.map(checkLine),
+      ...(proof.baseTests?.length ? ["**The base's tests on the new code**", ...proof.baseTests.map(checkLine)] : []),
+      '',
+      `**Changed files** (${proof.changedFilesTotal ?? proof.changedFiles.length})`,
+      ...changes,
+      '',
+      `Tokens: ${status.tokens.total}`,
+      '',
+      'Approve:',
+      '```',
+      `cadenza approve ${issue.identifier} --by NAME --commit ${head.slice(0, 12)}`,
+      `signal approveLanding ${JSON.stringify({ by: 'NAME', commit: head })}`,
+      '```',
+      'Reject (another round starts with the feedback):',
+      '```',
+      `cadenza reject ${issue.identifier} --by NAME --feedback "what to change"`,
+      `signal rejectLanding ${JSON.stringify({ by: 'NAME', feedback: 'what to change' })}`,
+      '```',
+    ].join('\n');
   };
   /** Tracker write-back is best effort: a tracker outage is recorded, it does not fail the run. */
   const report = async (write: () => Promise<unknown>) => {
@@ -275,6 +327,8 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
   // Lean rounds: the first round's provisioning is the run's only one, hook activities run only when a
   // hook is set, and tracker state moves ride on workpad writes. Runs started before keep their steps.
   const lean = patched('lean-rounds');
+  // Proof decided on the host: the base revision's tests run on the new code when protected paths changed.
+  const hostProof = patched('host-proof');
   upsertSearchAttributes([
     { key: issueKey, value: issue.identifier },
     { key: repoKey, value: config.repo.url },
@@ -354,16 +408,28 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
       }
 
       setPhase('Verifying');
-      const { headCommit, stoppedProcesses } = await acts.commitWork({ workflowId, contract: settings, identifier: issue.identifier, title: issue.title, round, summary: session.summary });
+      const { headCommit, stoppedProcesses, protectedChanged } = await acts.commitWork({
+        workflowId, contract: settings, identifier: issue.identifier, title: issue.title, round, summary: session.summary, roundStart: lastHead, baseCommit,
+      });
       lastHead = headCommit;
       const checks = [];
       for (const command of config.proof.commands) {
-        checks.push(await checkActs(command).runProofCheck.executeWithOptions({ summary: `Round ${round}: proof check ${command.name}` }, [{ workflowId, contract: settings, command }]));
+        checks.push(await checkActs(command).runProofCheck.executeWithOptions({ summary: `Round ${round}: proof check ${command.name}` }, [{ workflowId, contract: settings, command, commit: headCommit, workBranch }]));
+      }
+      let baseTests: ProofCheck[] | undefined;
+      const requiredCommands = config.proof.commands.filter((command) => command.required);
+      if (hostProof && config.proof.baseTests !== false && protectedChanged?.length && requiredCommands.length) {
+        const timeoutMs = requiredCommands.reduce((sum, command) => sum + command.timeoutMs, 0);
+        baseTests = await checkActs({ ...requiredCommands[0]!, timeoutMs }).runBaseTests.executeWithOptions(
+          { summary: `Round ${round}: the base's tests on the new code` },
+          [{ workflowId, contract: settings, baseCommit, headCommit, protectedChanged, workBranch }],
+        );
       }
       const proof = await acts.collectEvidence({
         workflowId, contract: settings, identifier: issue.identifier, title: issue.title, round,
         baseCommit, headCommit, checks, agentSummary: session.summary, tokens: status.tokens, model: session.model,
         ...(stoppedProcesses?.length ? { stoppedBeforeChecks: stoppedProcesses } : {}),
+        ...(baseTests ? { baseTests } : {}),
       });
       status.proof.push(proof);
       latestProof = proof.summary.ref;
@@ -383,7 +449,8 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
       if (config.landing.requireApproval) {
         pending = null;
         status.decision = null;
-        setPhase('AwaitingApproval', `Approve: \`cadenza approve ${issue.identifier} --by <name>\` or signal \`approveLanding\` with {"by": "<name>"}. Reject with \`rejectLanding\` {"by", "feedback"}.`);
+        status.headCommit = headCommit;
+        setPhase('AwaitingApproval', approvalDetails(proof));
         // Lean runs moved the issue to review with the proof comment above.
         if (!lean) await moveTo(config.tracker.reviewState);
         const decided = await condition(() => pending !== null, config.landing.approvalTimeoutMs);
@@ -407,6 +474,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
       }
 
       setPhase('Landing');
+      status.headCommit = null;
       const landed = await landActs.landChange.executeWithOptions(
         { summary: `Round ${round}: ${config.landing.strategy === 'pull_request' ? 'pull request' : 'merge'} into ${config.landing.targetBranch}` },
         [{ workflowId, contract: settings, identifier: issue.identifier, title: issue.title, workCommit: headCommit, workBranch, approvedBy, issueId: issue.id }],

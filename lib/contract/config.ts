@@ -1,5 +1,6 @@
 import { homedir, tmpdir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
+import { DEFAULT_PROTECTED_PATHS } from '../proof/integrity.ts';
 import { ContractError } from './errors.ts';
 import { envRefName } from './secrets.ts';
 import type {
@@ -125,10 +126,10 @@ class Section {
     return v as T;
   }
 
-  list(name: string, fallback: string[], nonEmptyList = false): string[] {
+  list(name: string, fallback: string[], nonEmptyList = false, items = 'non-empty strings'): string[] {
     const v = this.get(name);
     if (v === undefined) return [...fallback];
-    const allowed = `a list of non-empty strings${nonEmptyList ? ' (at least one)' : ''}`;
+    const allowed = `a list of ${items}${nonEmptyList ? ' (at least one)' : ''}`;
     if (!Array.isArray(v) || (nonEmptyList && v.length === 0)) invalid(this.key(name), v, allowed);
     return v.map((item, i) => {
       const key = `${this.key(name)}[${i}]`;
@@ -315,7 +316,19 @@ function proof(s: Section): CadenzaConfig['proof'] {
       invalid(`${s.key('commands')}[${i}].name`, c.name, 'a name not used by another proof command');
     }
   });
-  return { commands, maxRounds: s.int('max_rounds', 3, 1) };
+  return {
+    commands,
+    maxRounds: s.int('max_rounds', 3, 1),
+    protectedPaths: protectedPaths(s),
+    onProtectedChange: s.oneOf('on_protected_change', ['flag', 'reject'] as const, 'flag'),
+    baseTests: s.bool('base_tests', true),
+  };
+}
+
+/** The entry `defaults` stands for DEFAULT_PROTECTED_PATHS, so a list can extend them. */
+function protectedPaths(s: Section): string[] {
+  const patterns = s.list('protected_paths', ['defaults'], false, 'glob patterns, or "defaults" for the built-in ones');
+  return [...new Set(patterns.flatMap((p) => p === 'defaults' ? DEFAULT_PROTECTED_PATHS : [p]))];
 }
 
 const GITHUB_REMOTE = /^(?:https?:\/\/(?:[^@/\s]+@)?github\.com\/|git@github\.com:|ssh:\/\/git@github\.com\/)([A-Za-z0-9_.-]+)\/([A-Za-z0-9_.-]+?)(?:\.git)?\/?$/;

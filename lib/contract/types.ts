@@ -74,6 +74,18 @@ export interface ProofCommand {
   required: boolean;
 }
 
+/** The three integrity keys are absent from contracts recorded before them: consumers apply the defaults. */
+export interface ProofConfig {
+  commands: ProofCommand[];
+  maxRounds: number;
+  /** Globs of files whose change could weaken the proof (tests, manifests, CI); `defaults` already expanded. */
+  protectedPaths?: string[];
+  /** What a change to a protected path does to the run; default `flag`. */
+  onProtectedChange?: 'flag' | 'reject';
+  /** Whether the base revision's tests also run against the new code; default true. */
+  baseTests?: boolean;
+}
+
 /** Where `landing.strategy: pull_request` opens pull requests; the token stays a reference. */
 export interface PullRequestHostConfig {
   /** `owner/name` on GitHub. */
@@ -104,7 +116,7 @@ export interface CadenzaConfig {
   repo: { url: string; baseBranch: string };
   sandbox: SandboxConfig;
   model: ModelConfig;
-  proof: { commands: ProofCommand[]; maxRounds: number };
+  proof: ProofConfig;
   landing: LandingConfig;
 }
 

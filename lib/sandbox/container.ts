@@ -3,7 +3,8 @@
  * workspace lives on a named volume so it outlives a lost container.
  */
 import type Docker from 'dockerode';
-import { MANAGED_LABEL, WORKFLOW_LABEL, containerName, volumeName } from './names.ts';
+import type { StoppedProcess } from './leftovers.ts';
+import { MANAGED_LABEL, ROLE_LABEL, WORKFLOW_LABEL, containerName, volumeName } from './names.ts';
 
 export const WORKSPACE = '/workspace';
 
@@ -84,7 +85,7 @@ async function createContainer(docker: Docker, workflowId: string, limits: Sandb
     Cmd: ['sleep', 'infinity'],
     User: limits.user,
     WorkingDir: WORKSPACE,
-    Labels: { [MANAGED_LABEL]: 'true', [WORKFLOW_LABEL]: workflowId },
+    Labels: { [MANAGED_LABEL]: 'true', [WORKFLOW_LABEL]: workflowId, [ROLE_LABEL]: 'sandbox' },
     NetworkDisabled: true,
     HostConfig: {
       NetworkMode: 'none',
@@ -166,10 +167,51 @@ export async function reattachSandbox(docker: Docker, workflowId: string, limits
   }
 }
 
-/** Removes the container and (unless kept) its workspace volume. Missing ones are fine. */
+/**
+ * The processes running in a container as the engine sees them (its cgroup, not /proc inside, which
+ * the agent could hide from), without the container's init and main command. Empty when it is not running.
+ */
+export async function runningProcesses(container: Docker.Container, startedBy: StoppedProcess['startedBy']): Promise<Array<StoppedProcess & { pid: string }>> {
+  const top = await container.top({ ps_args: '-eo pid,ppid,args' }).catch((error: { statusCode?: number }) => {
+    if (error.statusCode === 404 || error.statusCode === 409) return null;
+    throw error;
+  }) as { Titles?: string[]; Processes?: string[][] } | null;
+  if (!top?.Processes?.length) return [];
+  const column = (name: string, fallback: number) => (top.Titles?.includes(name) ? top.Titles.indexOf(name) : fallback);
+  const [pidAt, ppidAt, argsAt] = [column('PID', 0), column('PPID', 1), column('COMMAND', 2)];
+  const rows = top.Processes.map((row) => ({ pid: row[pidAt]!, ppid: row[ppidAt]!, command: row[argsAt] ?? '' }));
+  // Not the container's own: its init (docker-init) and the main command that init runs (`sleep infinity`).
+  const init = rows.find((row) => /docker-init/.test(row.command));
+  const own = (row: (typeof rows)[number]) => row === init || (row.ppid === init?.pid && row.command === 'sleep infinity');
+  return rows.filter((row) => !own(row)).map((row) => ({ pid: row.pid, startedBy, command: row.command.slice(0, 200) }));
+}
+
+/**
+ * Ends everything the agent started in its sandbox by killing the container (fork bombs, daemons,
+ * processes that changed their environment or name alike), and says what was running. The volume and
+ * the container stay; the next round starts it again.
+ */
+export async function stopSandboxProcesses(docker: Docker, workflowId: string): Promise<StoppedProcess[]> {
+  const container = docker.getContainer(containerName(workflowId));
+  const running = await runningProcesses(container, 'agent');
+  await container.kill().catch((error: { statusCode?: number }) => {
+    // Not running (a retried step already stopped it) or gone (the engine lost it): nothing runs in it.
+    if (error.statusCode !== 409 && error.statusCode !== 404 && error.statusCode !== 304) throw error;
+  });
+  await container.wait({ condition: 'not-running' }).catch(() => undefined);
+  return running.map(({ startedBy, command }) => ({ startedBy, command }));
+}
+
+/** Removes the container, Cadenza's fresh containers of the run, and (unless kept) its workspace volume. Missing ones are fine. */
 export async function removeSandbox(docker: Docker, workflowId: string, options: { keepVolume?: boolean } = {}): Promise<{ container: boolean; volume: boolean }> {
   let container = false;
   let volume = false;
+  // Exporters and checkers a lost worker left behind.
+  const fresh = await docker.listContainers({ all: true, filters: { label: [`${WORKFLOW_LABEL}=${workflowId}`, `${ROLE_LABEL}`] } });
+  for (const other of fresh) {
+    if (other.Labels?.[ROLE_LABEL] === 'sandbox') continue;
+    await docker.getContainer(other.Id).remove({ force: true, v: true }).catch(() => undefined);
+  }
   try {
     await docker.getContainer(containerName(workflowId)).remove({ force: true, v: false });
     container = true;

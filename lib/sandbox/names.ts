@@ -16,3 +16,5 @@ export const volumeName = (workflowId: string) => `cadenza-ws-${sandboxKey(workf
 /** Labels that mark what Cadenza created, so orphans can be found and cleaned. */
 export const MANAGED_LABEL = 'dev.cadenza.managed';
 export const WORKFLOW_LABEL = 'dev.cadenza.workflow-id';
+/** What a container is for: the agent's `sandbox`, or a fresh `exporter` / `checker` (lib/sandbox/fresh.ts). */
+export const ROLE_LABEL = 'dev.cadenza.role';

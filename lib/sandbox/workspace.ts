@@ -9,7 +9,7 @@ import { SandboxNotRunningError, execInSandbox, type ExecResult } from './exec.t
 
 /** The repository checkout; the agent's whole world. */
 export const REPO_DIR = `${WORKSPACE}/repo`;
-/** Orchestrator scratch space on the same volume (bundles in and out), outside the agent's reach. */
+/** Where bundles enter the agent's sandbox: root's, readable by the agent. Cadenza reads nothing back from it. */
 export const TRANSFER_DIR = `${WORKSPACE}/.cadenza`;
 
 /** A tool failure the agent sees as a message; the run goes on. */
@@ -59,11 +59,17 @@ export function sh(sandbox: Sandbox, command: string, options: { timeoutMs?: num
   );
 }
 
-/** Like `sh`, but a non-zero exit is an error carrying the command's output. */
-export async function shOk(sandbox: Sandbox, command: string, options: Parameters<typeof sh>[2] = {}): Promise<string> {
+/**
+ * Like `sh`, but a non-zero exit is an error. With `step` (one of Cadenza's own steps) the error is
+ * one line: the step, the exit and the last thing the command said; without, the command and its output.
+ */
+export async function shOk(sandbox: Sandbox, command: string, options: Parameters<typeof sh>[2] & { step?: string } = {}): Promise<string> {
   const result = await sh(sandbox, command, options);
   if (result.exitCode !== 0) {
-    throw new Error(`\`${command}\` exited with ${result.exitCode}${result.timedOut ? ' (timed out)' : ''}: ${(result.stderr || result.stdout).trim().slice(-2000)}`);
+    const said = (result.stderr || result.stdout).trim();
+    const how = `exited with ${result.exitCode}${result.timedOut ? ' (timed out)' : ''}`;
+    if (options.step) throw new Error(`${options.step} ${how}: ${said.split('\n').filter(Boolean).at(-1)?.slice(0, 300) ?? 'no output'}`);
+    throw new Error(`\`${command}\` ${how}: ${said.slice(-2000)}`);
   }
   return result.stdout;
 }
@@ -122,13 +128,16 @@ const containerGone = (sandbox: Sandbox) => (error: { statusCode?: number; messa
   throw error;
 };
 
-/** Copies one file into the sandbox volume (owned by root, readable by the agent). */
+/** Copies one file into `directory` of the sandbox (both owned by root, readable by the agent, not writable). */
 export async function putFile(sandbox: Sandbox, directory: string, name: string, content: Buffer): Promise<void> {
   await withReattach(sandbox, async () => {
+    const parent = directory.slice(0, directory.lastIndexOf('/')) || '/';
+    const folder = directory.slice(directory.lastIndexOf('/') + 1);
     const archive = pack();
-    archive.entry({ name, mode: 0o644 }, content);
+    archive.entry({ name: folder, type: 'directory', mode: 0o755, uid: 0, gid: 0 });
+    archive.entry({ name: `${folder}/${name}`, mode: 0o644, uid: 0, gid: 0 }, content);
     archive.finalize();
-    await sandbox.docker.getContainer(sandbox.container).putArchive(archive as unknown as NodeJS.ReadableStream, { path: directory }).catch(containerGone(sandbox));
+    await sandbox.docker.getContainer(sandbox.container).putArchive(archive as unknown as NodeJS.ReadableStream, { path: parent }).catch(containerGone(sandbox));
   });
 }
 

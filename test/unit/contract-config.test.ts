@@ -2,6 +2,7 @@ import { describe, it, expect } from 'vitest';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ContractError, parseContract, renderPrompt, resolveSecret, type Contract } from '../../lib/contract/index.ts';
+import { DEFAULT_PROTECTED_PATHS } from '../../lib/proof/integrity.ts';
 
 const FILE = '/proj/WORKFLOW.md';
 
@@ -58,7 +59,7 @@ describe('config defaults', () => {
       repo: { url: '/proj/repo', baseBranch: 'main' },
       sandbox: { image: 'cadenza-sandbox:latest', cpus: 1, memoryMb: 1024, pidsLimit: 256, network: 'none', user: 'agent' },
       model: { name: 'gpt-4.1', baseUrl: null, apiKey: { env: 'OPENAI_API_KEY' }, maxOutputTokens: 4096, budgetTokens: 2_000_000 },
-      proof: { commands: [], maxRounds: 3 },
+      proof: { commands: [], maxRounds: 3, protectedPaths: [...DEFAULT_PROTECTED_PATHS], onProtectedChange: 'flag', baseTests: true },
       landing: { strategy: 'merge', targetBranch: 'main', requireApproval: true, approvalTimeoutMs: 604_800_000 },
     });
   });
@@ -192,6 +193,21 @@ describe('secrets and $VAR', () => {
   });
 });
 
+describe('proof integrity keys', () => {
+  it('a given protected_paths list replaces the defaults; "defaults" stands for all of them', () => {
+    const own = withRepo('proof: { protected_paths: ["src/golden/**", "*.snap"] }').config.proof;
+    expect(own.protectedPaths).toEqual(['src/golden/**', '*.snap']);
+    const extended = withRepo('proof: { protected_paths: [defaults, "src/golden/**", defaults] }').config.proof;
+    expect(extended.protectedPaths).toEqual([...DEFAULT_PROTECTED_PATHS, 'src/golden/**']);
+    expect(withRepo('proof: { protected_paths: [] }').config.proof.protectedPaths).toEqual([]);
+  });
+
+  it('reads on_protected_change and base_tests', () => {
+    const { proof } = withRepo('proof: { on_protected_change: reject, base_tests: false }').config;
+    expect(proof).toMatchObject({ onProtectedChange: 'reject', baseTests: false });
+  });
+});
+
 describe('invalid_config', () => {
   const cases: [string, string, string, unknown, string][] = [
     // [front matter (after repo), key, allowed contains, value, message]
@@ -230,6 +246,13 @@ describe('invalid_config', () => {
     ['proof: { commands: [{ name: t, run: a }, { name: t, run: b }] }', 'proof.commands[1].name', 'not used by another', 't', ''],
     ['proof: { commands: [{ name: t, run: a }, { name: u, run: b, timeout_ms: 1s }] }', 'proof.commands[1].timeout_ms', 'an integer >= 1', '1s', ''],
     ['proof: { commands: [{ name: t, run: a, required: "yes" }] }', 'proof.commands[0].required', 'true or false', 'yes', ''],
+    ['proof: { protected_paths: defaults }', 'proof.protected_paths', 'a list of glob patterns, or "defaults"', 'defaults',
+      'proof.protected_paths: expected a list of glob patterns, or "defaults" for the built-in ones, got "defaults"'],
+    ['proof: { protected_paths: [defaults, ""] }', 'proof.protected_paths[1]', 'a non-empty string', '', ''],
+    ['proof: { protected_paths: [test/, 3] }', 'proof.protected_paths[1]', 'a string', 3, ''],
+    ['proof: { on_protected_change: warn }', 'proof.on_protected_change', '"flag", "reject"', 'warn',
+      'proof.on_protected_change: expected one of "flag", "reject", got "warn"'],
+    ['proof: { base_tests: yes }', 'proof.base_tests', 'true or false', 'yes', ''],
     ['landing: { strategy: rebase }', 'landing.strategy', '"merge", "pull_request"', 'rebase', ''],
     ['landing: { require_approval: no }', 'landing.require_approval', 'true or false', 'no', ''],
     ['landing: { target_branch: "--force" }', 'landing.target_branch', 'git branch name', '--force', ''],

@@ -269,9 +269,11 @@ describe('demo issues and contract', () => {
     expect(config.repo).toEqual({ url: join(demoDir, 'remote.git'), baseBranch: 'main' });
     expect(config.sandbox).toMatchObject({ image: 'cadenza-sandbox:latest', memoryMb: 512, pidsLimit: 256, network: 'none' });
     expect(config.agent.maxTurns).toBe(12);
-    expect(config.proof).toEqual({
+    expect(config.proof).toMatchObject({
       commands: [{ name: 'tests', run: 'npm test', timeoutMs: 120_000, required: true }],
       maxRounds: 3,
+      onProtectedChange: 'flag',
+      baseTests: true,
     });
     expect(config.landing).toMatchObject({ strategy: 'merge', targetBranch: 'main', requireApproval: true });
     expect(config.hooks).toMatchObject({ afterCreate: 'git log --oneline -1', beforeRun: 'node --version' });
