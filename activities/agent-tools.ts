@@ -3,7 +3,6 @@
  * A tool failure becomes a message to the agent, never an activity failure.
  */
 import type OpenAI from 'openai';
-import { startedByEnv } from '../lib/sandbox/leftovers.ts';
 import { WorkspaceError, inWorkspace, readWorkspaceFile, sh, writeWorkspaceFile, type Sandbox } from '../lib/sandbox/workspace.ts';
 
 const SHELL_DEFAULT_TIMEOUT_MS = 120_000;
@@ -60,7 +59,7 @@ export async function runTool(sandbox: Sandbox, name: string, rawArguments: stri
     switch (name) {
       case 'run_shell': {
         const timeout = Math.min(typeof args.timeout_ms === 'number' ? args.timeout_ms : SHELL_DEFAULT_TIMEOUT_MS, SHELL_MAX_TIMEOUT_MS);
-        const result = await sh(sandbox, requireString(args, 'command'), { timeoutMs: timeout, maxOutputBytes: TOOL_OUTPUT_LIMIT, env: startedByEnv('agent') });
+        const result = await sh(sandbox, requireString(args, 'command'), { timeoutMs: timeout, maxOutputBytes: TOOL_OUTPUT_LIMIT });
         return {
           content: cap(`exit code ${result.exitCode}${result.timedOut ? ' (timed out)' : ''}\n--- stdout ---\n${result.stdout}\n--- stderr ---\n${result.stderr}`),
         };

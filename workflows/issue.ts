@@ -78,20 +78,21 @@ function sanitizeBranch(name: string): string {
 
 function failureFeedback(proof: ProofResult, round: number): string {
   const failed = proof.checks.filter((check) => check.required && !check.passed);
-  if (proof.rejectedProtected?.length && failed.length === 0) {
-    return [
-      `Cadenza refused round ${round}: it changes files the contract protects (proof.on_protected_change is reject):`,
-      ...proof.rejectedProtected.map((change) => `- ${change}`),
-      '\nMake the change without modifying or deleting tests, test configuration or CI files, then call finish again.',
-    ].join('\n');
-  }
+  const refused = proof.rejectedProtected?.length
+    ? [
+        `Cadenza refused round ${round}: it changes files the contract protects (proof.on_protected_change is reject):`,
+        ...proof.rejectedProtected.map((change) => `- ${change}`),
+        'Make the change without modifying or deleting tests, test configuration or CI files.',
+      ]
+    : [];
   if (proof.changedFiles.length === 0 && failed.length === 0) {
     return `Round ${round} ended without any change to the repository. Make the change the issue asks for, then call finish.`;
   }
   return [
-    `Cadenza ran the required checks after round ${round} and they failed, so nothing can land yet.`,
+    ...refused,
+    ...(failed.length ? [`${refused.length ? '\n' : ''}Cadenza ran the required checks after round ${round} and they failed, so nothing can land yet.`] : []),
     ...failed.map((check) => `\nCheck \`${check.name}\` exited with ${check.exitCode}${check.timedOut ? ' (timed out)' : ''}. The end of its output:\n${check.excerpt}`),
-    '\nFix the cause, run the checks yourself, and call finish again.',
+    failed.length ? '\nFix the cause, run the checks yourself, and call finish again.' : '\nThen call finish again.',
   ].join('\n');
 }
 

@@ -8,7 +8,7 @@ import type Docker from 'dockerode';
 import { runningProcesses, type SandboxLimits } from './container.ts';
 import type { ExecResult } from './exec.ts';
 import { CADENZA_DIR, withFreshContainer } from './fresh.ts';
-import type { StoppedProcess } from './leftovers.ts';
+import { capStopped, type StoppedProcess } from './leftovers.ts';
 import { REPO_DIR, sh } from './workspace.ts';
 
 const HOOK_OUTPUT_LIMIT = 2048;
@@ -61,7 +61,7 @@ export async function runInChecker(docker: Docker, input: CheckerInput): Promise
     const beforeCheck = new Set((await runningProcesses(container, 'check')).map((process) => process.pid));
     await sh(box, `touch ${mark}`);
     const result = await sh(box, input.command, { timeoutMs: input.timeoutMs, maxOutputBytes: 1024 * 1024 });
-    const leftRunning = (await runningProcesses(container, 'check')).filter((process) => !beforeCheck.has(process.pid)).map(({ startedBy, command }) => ({ startedBy, command }));
+    const leftRunning = capStopped((await runningProcesses(container, 'check')).filter((process) => !beforeCheck.has(process.pid)).map(({ startedBy, command }) => ({ startedBy, command })));
     await input.collect?.(box, mark);
     return { result, setupFailure: null, leftRunning };
   });

@@ -3,7 +3,7 @@
  * workspace lives on a named volume so it outlives a lost container.
  */
 import type Docker from 'dockerode';
-import type { StoppedProcess } from './leftovers.ts';
+import { capStopped, type StoppedProcess } from './leftovers.ts';
 import { MANAGED_LABEL, ROLE_LABEL, WORKFLOW_LABEL, containerName, volumeName } from './names.ts';
 
 export const WORKSPACE = '/workspace';
@@ -199,7 +199,7 @@ export async function stopSandboxProcesses(docker: Docker, workflowId: string): 
     if (error.statusCode !== 409 && error.statusCode !== 404 && error.statusCode !== 304) throw error;
   });
   await container.wait({ condition: 'not-running' }).catch(() => undefined);
-  return running.map(({ startedBy, command }) => ({ startedBy, command }));
+  return capStopped(running.map(({ startedBy, command }) => ({ startedBy, command })));
 }
 
 /** Removes the container, Cadenza's fresh containers of the run, and (unless kept) its workspace volume. Missing ones are fine. */

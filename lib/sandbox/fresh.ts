@@ -47,7 +47,8 @@ export async function withFreshContainer<T>(docker: Docker, options: FreshOption
     name,
     Image: limits.image,
     Cmd: ['sleep', 'infinity'],
-    User: limits.user,
+    // The container's own user: an exec as another user would not get the container's capabilities.
+    User: options.user,
     WorkingDir: '/',
     Labels: { [MANAGED_LABEL]: 'true', [WORKFLOW_LABEL]: options.workflowId, [ROLE_LABEL]: options.role },
     NetworkDisabled: true,

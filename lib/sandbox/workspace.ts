@@ -124,7 +124,8 @@ export async function writeWorkspaceFile(sandbox: Sandbox, requested: string, co
 
 /** A copy to or from a container that no longer exists (copies work on stopped ones) is SandboxNotRunningError. */
 const containerGone = (sandbox: Sandbox) => (error: { statusCode?: number; message?: string }): never => {
-  if (error.statusCode === 404 && /no such container/i.test(error.message ?? '')) throw new SandboxNotRunningError(`sandbox container ${sandbox.container} does not exist: ${error.message}`);
+  // The engine says "no such container - Could not find the file" for a file that is missing in a container that exists.
+  if (error.statusCode === 404 && /no such container/i.test(error.message ?? '') && !/could not find the file/i.test(error.message ?? '')) throw new SandboxNotRunningError(`sandbox container ${sandbox.container} does not exist: ${error.message}`);
   throw error;
 };
 
