@@ -272,6 +272,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
     `### Cadenza workpad: ${issue.identifier}`,
     `**Phase:** ${status.phase} · round ${status.round} · ${status.tokens.total} tokens${status.model ? ` · model ${status.model}` : ''}`,
     `**Workflow:** \`${workflowId}\` · **Branch:** \`${workBranch}\`${status.landedCommit ? ` · **Landed:** \`${status.landedCommit}\`` : ''}${status.pullRequest ? ` · **Pull request:** ${status.pullRequest.url}` : ''}`,
+    ...(status.headCommit ? [`**Awaiting approval of commit** \`${status.headCommit}\` (\`cadenza approve ${issue.identifier} --by NAME --commit ${status.headCommit.slice(0, 12)}\`)`] : []),
     ...(latestProof ? ['', '#### Latest proof', '{{proof}}'] : []),
     '',
     '#### Log',
@@ -436,6 +437,8 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
       latestProof = proof.summary.ref;
       const failedChecks = proof.checks.filter((check) => !check.passed).map((check) => `${check.name} exited ${check.exitCode}`);
       const toReview = lean && proof.passed && config.landing.requireApproval;
+      // Set while a person may approve it (the workpad written next says so); cleared when landing starts.
+      if (proof.passed && config.landing.requireApproval) status.headCommit = headCommit;
       await comment(`Cadenza proof for round ${round}: ${proof.passed ? 'passed' : 'FAILED'}${failedChecks.length ? ` (${failedChecks.join(', ')})` : ''}`, toReview ? config.tracker.reviewState : undefined);
       if (!proof.passed) {
         failedProofRounds += 1;
@@ -450,7 +453,6 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
       if (config.landing.requireApproval) {
         pending = null;
         status.decision = null;
-        status.headCommit = headCommit;
         setPhase('AwaitingApproval', approvalDetails(proof));
         // Lean runs moved the issue to review with the proof comment above.
         if (!lean) await moveTo(config.tracker.reviewState);
@@ -461,6 +463,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
         const decision: NonNullable<IssueStatus['decision']> = pending!;
         status.decision = decision;
         if (decision.kind === 'rejected') {
+          status.headCommit = null;
           const rejected = `Landing rejected by ${decision.by}:\n\n> ${decision.text}\n\nCadenza starts round ${round + 1} with this feedback.`;
           feedback = `A reviewer (${decision.by}) rejected landing this change. Their feedback:\n\n${decision.text}\n\nAddress it, verify, and call finish again.`;
           if (lean) {

@@ -139,7 +139,7 @@ describe('chaos: temporal workflow reset', () => {
     });
   }, 300_000);
 
-  it('to the first workflow task after the sandbox was removed by hand: provisioning runs again and rebuilds it from the work snapshot; the run lands once', async () => {
+  it('to the first workflow task after the sandbox was removed by hand: the whole run starts over from the base as it is now, in a new sandbox; the run lands once', async () => {
     const world = await World.create();
     worlds.push(world);
     await world.run(async () => {
@@ -151,8 +151,8 @@ describe('chaos: temporal workflow reset', () => {
       const latest = await resetRun(world, handle, ['--type', 'FirstWorkflowTask']);
       await world.waitUntil(() => sandboxExists(docker, handle.workflowId), 'the sandbox is created again', 60_000);
       const again = await world.waitForPhase(latest, 'AwaitingApproval', 180_000);
-      // A new container and volume, with the work branch restored from the snapshot in the host mirror.
-      expect(await provisioned(latest)).toMatchObject({ reattached: false, restored: true });
+      // A new container and volume; round 1 starts from the base, not from the earlier work's snapshot.
+      expect(await provisioned(latest)).toMatchObject({ reattached: false, restored: false });
       // Both rounds ran again in the new run (its checkpoints are its own).
       expect(world.modelRequests.map((request) => request.turn)).toEqual([0, 1, 2, 3, 4, 0, 1, 2, 3, 4]);
       expect(again.proof.map((proof) => proof.passed)).toEqual([false, true]);

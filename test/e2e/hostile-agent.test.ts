@@ -137,6 +137,8 @@ describe('a hostile agent cannot land what the approver did not see', () => {
       expect(proof.baseTests?.[0]).toMatchObject({ passed: false, tests: { failed: 1, total } });
       await expectIntegrityFirst(world, handle, id, proof.integrity!);
       await handle.cancel();
+      await handle.result().catch(() => undefined);
+      await world.recordHistory(handle, 'host-base-tests-then-cancelled');
     });
   });
 
