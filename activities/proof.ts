@@ -8,23 +8,16 @@ import { ApplicationFailure } from '@temporalio/activity';
 import type { ContractSettings, ProofCommand } from '../lib/contract/index.ts';
 import { describeChange, parseRawDiff, type FileChange } from '../lib/proof/changes.ts';
 import { DEFAULT_PROTECTED_PATHS, countTests, packageJsonWithScriptsOf, protectedPattern } from '../lib/proof/integrity.ts';
-import { runInChecker } from '../lib/sandbox/checker.ts';
+import { prepareCheckers, runInChecker } from '../lib/sandbox/checker.ts';
 import { stopSandboxProcesses } from '../lib/sandbox/container.ts';
 import { ExportError, exportWork } from '../lib/sandbox/export.ts';
 import type { StoppedProcess } from '../lib/sandbox/leftovers.ts';
 import { sandboxKey } from '../lib/sandbox/names.ts';
-import { sh } from '../lib/sandbox/workspace.ts';
 import type { ArtifactRef, ProofCheck, ProofResult, TokenUsage } from '../workflows/definitions.ts';
 import type { ActivityDeps } from './deps.ts';
 import { workSnapshotRef } from './sandbox.ts';
 
 const EXCERPT_LINES = 40;
-const REPORT_LIMIT = 1024 * 1024;
-/** Where projects usually write test reports; files there that a check wrote are kept as evidence. */
-const REPORT_FIND = [
-  `find . \\( -path ./node_modules -o -path ./.git \\) -prune -o -type f -newer "$MARK"`,
-  `\\( -name 'junit*.xml' -o -name 'TEST-*.xml' -o -path './reports/*' -o -path './test-results/*' -o -path './coverage/coverage-summary.json' \\) -print`,
-].join(' ');
 const DIFF_LIMIT = 8 * 1024 * 1024;
 /** History carries at most this many changed files per round; the walkthrough has them all. */
 const CHANGES_IN_HISTORY = 200;
@@ -79,8 +72,9 @@ export function createProofActivities(deps: ActivityDeps) {
   async function commitWork(input: CommitInput): Promise<CommitResult> {
     const { contract, workflowId } = input;
     const mirror = deps.mirrors.get(contract.config.repo.url);
-    const stoppedProcesses = await stopSandboxProcesses(deps.docker, workflowId);
-    if (stoppedProcesses.length) deps.log?.(`${input.identifier}: stopped ${stoppedProcesses.length} process(es) the agent left running: ${stoppedProcesses.map((p) => p.command).join('; ')}`);
+    // The exporter is prepared while the sandbox is being stopped, and starts once it has.
+    const stopping = stopSandboxProcesses(deps.docker, workflowId);
+    stopping.catch(() => undefined);
     const roundStart = input.roundStart ?? (await mirror.resolve(workSnapshotRef(workflowId))) ?? (await mirror.resolve(`refs/heads/${contract.config.repo.baseBranch}`));
     if (!roundStart) throw ApplicationFailure.nonRetryable(`commitWork: the round's start is not in the host mirror of ${contract.config.repo.url}`, 'WorkLost');
     const message = `${input.identifier}: ${input.title} (round ${input.round})\n\n${input.summary}\n\nCadenza-Workflow: ${workflowId}`;
@@ -88,12 +82,17 @@ export function createProofActivities(deps: ActivityDeps) {
     try {
       exported = await exportWork(deps.docker, {
         workflowId, limits: limitsOf(contract), roundStart, startRef: startRef(workflowId), message,
-        startBundle: await mirror.bundleCommit(roundStart, startRef(workflowId)),
+        startBundle: () => mirror.bundleCommit(roundStart, startRef(workflowId)),
+        startAfter: stopping,
       });
     } catch (error) {
       if (error instanceof ExportError) throw ApplicationFailure.nonRetryable(`commitWork: ${error.message}`, 'WorkRejected');
       throw error;
     }
+    // The checks of this round start without waiting for a container (on this worker; elsewhere they make their own).
+    prepareCheckers(deps.docker, workflowId, limitsOf(contract), Math.min(contract.config.proof.commands.length, 3));
+    const stoppedProcesses = await stopping;
+    if (stoppedProcesses.length) deps.log?.(`${input.identifier}: stopped ${stoppedProcesses.length} process(es) the agent left running: ${stoppedProcesses.map((p) => p.command).join('; ')}`);
     let headCommit = roundStart;
     if (exported.bundle) {
       try {
@@ -118,7 +117,6 @@ export function createProofActivities(deps: ActivityDeps) {
   async function checkCommit(input: { workflowId: string; contract: ContractSettings; command: ProofCommand; label?: string; commit: string; workBranch?: string }): Promise<ProofCheck> {
     const { contract, workflowId, command } = input;
     const mirror = deps.mirrors.get(contract.config.repo.url);
-    const reports: Array<ArtifactRef & { path: string }> = [];
     const checked = await runInChecker(deps.docker, {
       workflowId,
       limits: limitsOf(contract),
@@ -130,16 +128,10 @@ export function createProofActivities(deps: ActivityDeps) {
       setupTimeoutMs: contract.config.hooks.timeoutMs,
       command: command.run,
       timeoutMs: command.timeoutMs,
-      collect: async (box, mark) => {
-        const written = (await sh(box, `${REPORT_FIND} | head -20`, { env: { MARK: mark } })).stdout.split('\n').filter(Boolean);
-        for (const file of written) {
-          const content = await sh(box, `head -c ${REPORT_LIMIT} -- "$F"`, { env: { F: file }, maxOutputBytes: REPORT_LIMIT });
-          const stored = await deps.artifacts.put(content.stdout, `report:${file.replace(/^\.\//, '')}`);
-          reports.push({ ...asRef(stored), path: file.replace(/^\.\//, '') });
-        }
-      },
     });
     const { result } = checked;
+    const reports: Array<ArtifactRef & { path: string }> = [];
+    for (const report of checked.reports) reports.push({ ...asRef(await deps.artifacts.put(report.content, `report:${report.path}`)), path: report.path });
     const report = [
       `$ ${command.run}`,
       `commit: ${input.commit}`,

@@ -7,11 +7,13 @@
 import type Docker from 'dockerode';
 import { runningProcesses, type SandboxLimits } from './container.ts';
 import type { ExecResult } from './exec.ts';
-import { CADENZA_DIR, withFreshContainer } from './fresh.ts';
+import { CADENZA_DIR, prepareFreshContainer, withFreshContainer, type FreshOptions } from './fresh.ts';
 import { capStopped, type StoppedProcess } from './leftovers.ts';
-import { REPO_DIR, sh } from './workspace.ts';
+import { REPO_DIR, getFile, sh } from './workspace.ts';
 
 const HOOK_OUTPUT_LIMIT = 2048;
+const CHECKOUT_FAILED = 'cadenza-checkout-failed';
+const CHECKOUT_FAILED_EXIT = 97;
 
 export interface CheckerInput {
   workflowId: string;
@@ -26,8 +28,6 @@ export interface CheckerInput {
   setupTimeoutMs: number;
   command: string;
   timeoutMs: number;
-  /** Collects files the check wrote (test reports) before the container goes; `mark` is a file touched just before the check. */
-  collect?: (box: Parameters<Parameters<typeof withFreshContainer>[2]>[0], mark: string) => Promise<void>;
 }
 
 export interface CheckerResult {
@@ -35,34 +35,67 @@ export interface CheckerResult {
   /** Set when the setup hook failed, so the check did not run. */
   setupFailure: string | null;
   leftRunning: StoppedProcess[];
+  /** Test reports the check wrote (by path in the repository), up to REPORTS_KEPT files under REPORT_MAX_BYTES each. */
+  reports: Array<{ path: string; content: Buffer }>;
+}
+
+const REPORTS_KEPT = 20;
+const REPORT_MAX_BYTES = 1024 * 1024;
+/** Where the check's exec lists the reports it finds, for reading through the engine afterwards. */
+const REPORT_LIST = '/workspace/.cadenza-reports';
+/** Where projects usually write test reports: files there that the check wrote are kept as evidence. */
+const FIND_REPORTS = [
+  `find . \\( -path ./node_modules -o -path ./.git \\) -prune -o -type f -newer "$CADENZA_CHECK_MARK" -size -${REPORT_MAX_BYTES / 1024}k`,
+  `\\( -name 'junit*.xml' -o -name 'TEST-*.xml' -o -path './reports/*' -o -path './test-results/*' -o -path './coverage/coverage-summary.json' \\) -print`,
+  `| head -${REPORTS_KEPT} > ${REPORT_LIST}`,
+].join(' ');
+
+const checkerOptions = (workflowId: string, limits: SandboxLimits): FreshOptions => ({ workflowId, role: 'checker', limits, user: limits.user });
+
+/** Starts `count` checker containers ahead of the checks that will use them (they start nothing else). */
+export function prepareCheckers(docker: Docker, workflowId: string, limits: SandboxLimits, count: number): void {
+  for (let i = 0; i < count; i++) prepareFreshContainer(docker, checkerOptions(workflowId, limits));
 }
 
 export async function runInChecker(docker: Docker, input: CheckerInput): Promise<CheckerResult> {
-  return withFreshContainer(docker, { workflowId: input.workflowId, role: 'checker', limits: input.limits, user: input.limits.user, files: { 'check.bundle': input.bundle } }, async (box) => {
+  return withFreshContainer(docker, { ...checkerOptions(input.workflowId, input.limits), files: { 'check.bundle': input.bundle } }, async (box) => {
     const mark = `/tmp/cadenza-check-started`;
-    const checkout = await sh(box, [
-      'set -e',
+    const env = { CADENZA_CHECK_BRANCH: input.branch, CADENZA_CHECK_COMMIT: input.commit, CADENZA_CHECK_REF: input.bundleRef, CADENZA_CHECK_MARK: mark };
+    const checkout = [
       `git init --quiet "${REPO_DIR}"`,
       `cd "${REPO_DIR}"`,
-      `git fetch --quiet --update-head-ok ${CADENZA_DIR}/check.bundle "+$BUNDLE_REF:refs/heads/$BRANCH"`,
-      'git checkout --quiet "$BRANCH"',
-      '[ "$(git rev-parse HEAD)" = "$COMMIT" ]',
-    ].join('\n'), { workdir: '/', timeoutMs: 300_000, env: { BRANCH: input.branch, COMMIT: input.commit, BUNDLE_REF: input.bundleRef } });
-    if (checkout.exitCode !== 0) throw new Error(`checking out ${input.commit.slice(0, 12)} in a checker container failed: ${(checkout.stderr || checkout.stdout).trim().split('\n').at(-1)}`);
+      `git fetch --quiet --update-head-ok ${CADENZA_DIR}/check.bundle "+$CADENZA_CHECK_REF:refs/heads/$CADENZA_CHECK_BRANCH"`,
+      'git checkout --quiet "$CADENZA_CHECK_BRANCH"',
+      '[ "$(git rev-parse HEAD)" = "$CADENZA_CHECK_COMMIT" ]',
+    ].join(' && ');
+    const checkoutFailed = (said: string) => new Error(`checking out ${input.commit.slice(0, 12)} in a checker container failed: ${said.trim().split('\n').filter((line) => !line.includes(CHECKOUT_FAILED)).at(-1) ?? 'no output'}`);
+    const container = docker.getContainer(box.container);
+    // What the setup started (services the checks need) is not the check's leftover.
+    let beforeCheck = new Set<string>();
+    // The check runs in a subshell, so that whatever it does (`exit` included) its reports are listed after it.
+    let script = `touch "$CADENZA_CHECK_MARK"\n(\n${input.command}\n)\ncadenza_exit=$?\n${FIND_REPORTS} 2>/dev/null\nexit $cadenza_exit`;
     if (input.setup) {
+      const checkedOut = await sh(box, checkout, { workdir: '/', timeoutMs: 300_000, env });
+      if (checkedOut.exitCode !== 0) throw checkoutFailed(checkedOut.stderr || checkedOut.stdout);
       const setup = await sh(box, input.setup, { timeoutMs: input.setupTimeoutMs });
       if (setup.exitCode !== 0) {
         const output = `${setup.stdout}${setup.stderr}`.slice(-HOOK_OUTPUT_LIMIT);
-        return { result: setup, setupFailure: `hooks.after_create failed in the checker container (exit ${setup.exitCode}${setup.timedOut ? ', timed out' : ''}):\n${output}`, leftRunning: [] };
+        return { result: setup, setupFailure: `hooks.after_create failed in the checker container (exit ${setup.exitCode}${setup.timedOut ? ', timed out' : ''}):\n${output}`, leftRunning: [], reports: [] };
       }
+      beforeCheck = new Set((await runningProcesses(container, 'check')).map((process) => process.pid));
+    } else {
+      // Nothing to set up: the checkout and the check share one exec.
+      script = `{ ${checkout}; } || { echo "${CHECKOUT_FAILED}" >&2; exit ${CHECKOUT_FAILED_EXIT}; }\n${script}`;
     }
-    const container = docker.getContainer(box.container);
-    // What the setup started (services the checks need) is not the check's leftover.
-    const beforeCheck = new Set((await runningProcesses(container, 'check')).map((process) => process.pid));
-    await sh(box, `touch ${mark}`);
-    const result = await sh(box, input.command, { timeoutMs: input.timeoutMs, maxOutputBytes: 1024 * 1024 });
+    const result = await sh(box, script, { timeoutMs: input.timeoutMs, maxOutputBytes: 1024 * 1024, env, workdir: input.setup ? REPO_DIR : '/' });
+    if (result.exitCode === CHECKOUT_FAILED_EXIT && result.stderr.includes(CHECKOUT_FAILED)) throw checkoutFailed(result.stderr);
     const leftRunning = capStopped((await runningProcesses(container, 'check')).filter((process) => !beforeCheck.has(process.pid)).map(({ startedBy, command }) => ({ startedBy, command })));
-    await input.collect?.(box, mark);
-    return { result, setupFailure: null, leftRunning };
+    const listed = await getFile(box, REPORT_LIST).then((list) => list.toString('utf8').split('\n').filter(Boolean), () => []);
+    const reports = [];
+    for (const file of listed) {
+      const content = await getFile(box, `${REPO_DIR}/${file.replace(/^\.\//, '')}`).catch(() => null);
+      if (content) reports.push({ path: file.replace(/^\.\//, ''), content: content.subarray(0, REPORT_MAX_BYTES) });
+    }
+    return { result, setupFailure: null, leftRunning, reports };
   });
 }

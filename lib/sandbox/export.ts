@@ -7,9 +7,8 @@
  */
 import type Docker from 'dockerode';
 import type { SandboxLimits } from './container.ts';
-import { CADENZA_DIR, withFreshContainer } from './fresh.ts';
+import { CADENZA_DIR, waitForExit, withFreshContainer } from './fresh.ts';
 import { getFile } from './workspace.ts';
-import { execInSandbox } from './exec.ts';
 
 const AGENT_MOUNT = '/agent';
 /** Work bigger than this (as a git bundle) is refused: it is not a code change a person can review. */
@@ -32,6 +31,9 @@ export interface ExportedWork {
   bundle: Buffer | null;
 }
 
+const NEEDS_START = 'cadenza-export-needs-start';
+const NEEDS_START_EXIT = 4;
+
 const SCRIPT = String.raw`
 set -eu
 A=${AGENT_MOUNT}/repo/.git
@@ -41,10 +43,15 @@ step() { STEP="$1"; }
 trap 'echo "cadenza-export-failed: $STEP" >&2' EXIT
 step "reading the round start"
 git init --quiet --bare "$G"
-git --git-dir="$G" fetch --quiet ${CADENZA_DIR}/start.bundle "+$START_REF:refs/cadenza/start"
 [ -d "$W" ] || { echo "the repository folder $W is gone" >&2; exit 3; }
-step "reading the agent's branch"
+# The agent's objects are read, never trusted: the host checks every object it receives, and has the
+# round start's own. Only when the agent's store lacks the round start does Cadenza send it in.
 if [ -d "$A/objects" ] && [ ! -L "$A" ]; then echo "$A/objects" > "$G/objects/info/alternates"; fi
+if ! git --git-dir="$G" cat-file -e "$START^{commit}" 2>/dev/null; then
+  if [ ! -f ${CADENZA_DIR}/start.bundle ]; then trap - EXIT; echo ${NEEDS_START}; exit ${NEEDS_START_EXIT}; fi
+  git --git-dir="$G" fetch --quiet ${CADENZA_DIR}/start.bundle "+$START_REF:refs/cadenza/start"
+fi
+step "reading the agent's branch"
 agent_head() {
   [ -d "$A" ] && [ ! -L "$A" ] || return 0
   h=$(head -c 200 "$A/HEAD" 2>/dev/null) || return 0
@@ -86,16 +93,23 @@ echo "$FROM $C $N $S"
 export interface ExportInput {
   workflowId: string;
   limits: SandboxLimits;
-  /** Where the round started (a commit the host mirror has), and a bundle of it. */
+  /** Where the round started (a commit the host mirror has), and a bundle of it for when the agent's repository lacks it. */
   roundStart: string;
-  startBundle: Buffer;
+  startBundle: () => Promise<Buffer>;
   /** The ref that holds the round start in `startBundle`. */
   startRef: string;
   message: string;
   timeoutMs?: number;
+  /** The export starts once this settles (the agent's container being stopped). */
+  startAfter?: Promise<unknown>;
 }
 
 export async function exportWork(docker: Docker, input: ExportInput): Promise<ExportedWork> {
+  return (await exportOnce(docker, input, null)) ?? (await exportOnce(docker, input, await input.startBundle()))!;
+}
+
+/** One export; null when the agent's repository lacks the round start and no bundle of it was given. */
+async function exportOnce(docker: Docker, input: ExportInput, startBundle: Buffer | null): Promise<ExportedWork | null> {
   return withFreshContainer(docker, {
     workflowId: input.workflowId,
     role: 'exporter',
@@ -104,27 +118,27 @@ export async function exportWork(docker: Docker, input: ExportInput): Promise<Ex
     user: 'root',
     capAdd: ['DAC_READ_SEARCH'],
     workspaceReadOnlyAt: AGENT_MOUNT,
-    files: { 'start.bundle': input.startBundle, message: input.message, gitconfig: '[safe]\n\tdirectory = *\n' },
+    files: { ...(startBundle ? { 'start.bundle': startBundle } : {}), message: input.message, gitconfig: '[safe]\n\tdirectory = *\n' },
+    command: ['sh', '-c', SCRIPT],
+    env: {
+      START: input.roundStart,
+      START_REF: input.startRef,
+      HOME: '/nonexistent',
+      GIT_CONFIG_NOSYSTEM: '1',
+      GIT_CONFIG_GLOBAL: `${CADENZA_DIR}/gitconfig`,
+      GIT_TERMINAL_PROMPT: '0',
+      LC_ALL: 'C',
+      GIT_AUTHOR_NAME: 'Cadenza Agent',
+      GIT_AUTHOR_EMAIL: 'agent@cadenza.invalid',
+      GIT_COMMITTER_NAME: 'Cadenza',
+      GIT_COMMITTER_EMAIL: 'cadenza@cadenza.invalid',
+    },
+    ...(input.startAfter ? { startAfter: input.startAfter } : {}),
   }, async (box) => {
-    const result = await execInSandbox(docker, box.container, {
-      command: SCRIPT,
-      user: 'root',
-      workdir: '/',
-      timeoutMs: input.timeoutMs ?? 300_000,
-      env: {
-        START: input.roundStart,
-        START_REF: input.startRef,
-        HOME: '/nonexistent',
-        GIT_CONFIG_NOSYSTEM: '1',
-        GIT_CONFIG_GLOBAL: `${CADENZA_DIR}/gitconfig`,
-        GIT_TERMINAL_PROMPT: '0',
-        LC_ALL: 'C',
-        GIT_AUTHOR_NAME: 'Cadenza Agent',
-        GIT_AUTHOR_EMAIL: 'agent@cadenza.invalid',
-        GIT_COMMITTER_NAME: 'Cadenza',
-        GIT_COMMITTER_EMAIL: 'cadenza@cadenza.invalid',
-      },
-    });
+    // The script is the container's own command: it runs once, and the result is read after it exits.
+    const result = await waitForExit(docker, box.container, input.timeoutMs ?? 300_000);
+    if (result.timedOut) throw new ExportError(`exporting the agent's work took longer than ${Math.round((input.timeoutMs ?? 300_000) / 1000)} s and was stopped`);
+    if (result.exitCode === NEEDS_START_EXIT && result.stdout.includes(NEEDS_START)) return null;
     if (result.exitCode !== 0) {
       const step = /cadenza-export-failed: (.*)/.exec(result.stderr)?.[1] ?? 'running';
       const said = result.stderr.replace(/cadenza-export-failed: .*\n?/, '').trim().split('\n').filter(Boolean).at(-1) ?? `exit ${result.exitCode}`;

@@ -190,6 +190,24 @@ describe('a hostile agent cannot land what the approver did not see', () => {
     });
   });
 
+  it('a repository replaced by the agent (history rewritten, objects gone): its files are committed on the round\'s start, and the approver sees only what changed', async () => {
+    const id = world.id('rewrite');
+    await world.addIssue({ identifier: id, title: 'Add a changelog' }, [
+      shell("rm -rf .git && git init -q && echo '# Changes' > CHANGES.md && git add -A && git -c user.name=x -c user.email=x@x.invalid commit -qm 'a history of my own'"),
+      finish('Added CHANGES.md.'),
+    ]);
+    const base = await sh(world.remote, 'git rev-parse main');
+    await world.run(async () => {
+      const handle = await world.start(id);
+      const waiting = await world.waitForPhase(handle, 'AwaitingApproval');
+      const proof = waiting.proof.at(-1)!;
+      expect(proof.changes).toEqual([{ path: 'CHANGES.md', status: 'added' }]);
+      const mirror = world.wired.deps.mirrors.get(world.contract.config.repo.url);
+      expect(await sh(mirror.dir, `git rev-parse ${proof.headCommit}^`)).toBe(base);
+      await handle.cancel();
+    });
+  });
+
   it('a re-run of a landed issue starts from the target as it is now, not from the earlier run\'s branch', async () => {
     const id = world.id('again');
     await world.addIssue({ identifier: id, title: 'Add a note' }, [shell("echo '- a note' >> NOTES.md"), finish('Added a note.')]);

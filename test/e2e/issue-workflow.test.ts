@@ -326,8 +326,8 @@ describe('proof evidence', () => {
         // Nothing the agent started runs on while the run waits: its sandbox was stopped when the session
         // ended, and each check ran in a container of its own that is gone.
         expect((await docker.getContainer(containerName(handle.workflowId)).inspect()).State.Running).toBe(false);
-        const others = await docker.listContainers({ all: true, filters: { label: [`dev.cadenza.workflow-id=${handle.workflowId}`] } });
-        expect(others.map((container) => container.Labels['dev.cadenza.role'])).toEqual(['sandbox']);
+        const roles = async () => (await docker.listContainers({ all: true, filters: { label: [`dev.cadenza.workflow-id=${handle.workflowId}`] } })).map((container) => container.Labels['dev.cadenza.role']);
+        await world.waitUntil(async () => (await roles()).join() === 'sandbox', 'the checker and exporter containers are removed', 10_000);
         await handle.cancel();
       });
     } finally {
