@@ -4,6 +4,7 @@
  */
 import type OpenAI from 'openai';
 import { WorkspaceError, inWorkspace, readWorkspaceFile, sh, writeWorkspaceFile, type Sandbox } from '../lib/sandbox/workspace.ts';
+import type { PhaseEgress } from './egress.ts';
 
 const SHELL_DEFAULT_TIMEOUT_MS = 120_000;
 const SHELL_MAX_TIMEOUT_MS = 600_000;
@@ -47,7 +48,8 @@ function requireString(args: Record<string, unknown>, key: string): string {
   return value;
 }
 
-export async function runTool(sandbox: Sandbox, name: string, rawArguments: string): Promise<ToolOutcome> {
+/** `egress`: the agent phase's proxy settings, and how a command's output tells of refused connections. */
+export async function runTool(sandbox: Sandbox, name: string, rawArguments: string, egress?: PhaseEgress): Promise<ToolOutcome> {
   let args: Record<string, unknown>;
   try {
     args = rawArguments.trim() ? (JSON.parse(rawArguments) as Record<string, unknown>) : {};
@@ -59,9 +61,11 @@ export async function runTool(sandbox: Sandbox, name: string, rawArguments: stri
     switch (name) {
       case 'run_shell': {
         const timeout = Math.min(typeof args.timeout_ms === 'number' ? args.timeout_ms : SHELL_DEFAULT_TIMEOUT_MS, SHELL_MAX_TIMEOUT_MS);
-        const result = await sh(sandbox, requireString(args, 'command'), { timeoutMs: timeout, maxOutputBytes: TOOL_OUTPUT_LIMIT });
+        await egress?.ready();
+        const result = await sh(sandbox, requireString(args, 'command'), { timeoutMs: timeout, maxOutputBytes: TOOL_OUTPUT_LIMIT, env: egress?.env });
+        const stderr = result.stderr + (egress?.notes(result.stdout + result.stderr) ?? '');
         return {
-          content: cap(`exit code ${result.exitCode}${result.timedOut ? ' (timed out)' : ''}\n--- stdout ---\n${result.stdout}\n--- stderr ---\n${result.stderr}`),
+          content: cap(`exit code ${result.exitCode}${result.timedOut ? ' (timed out)' : ''}\n--- stdout ---\n${result.stdout}\n--- stderr ---\n${stderr}`),
         };
       }
       case 'read_file':

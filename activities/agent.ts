@@ -11,6 +11,7 @@ import type { Issue } from '../lib/tracker/types.ts';
 import type { ArtifactRef, TokenUsage } from '../workflows/definitions.ts';
 import { AGENT_TOOLS, runTool } from './agent-tools.ts';
 import type { ActivityDeps } from './deps.ts';
+import { runEgress, withEgress } from './egress.ts';
 import { reattach, sandboxFor } from './sandbox.ts';
 
 type Message = OpenAI.Chat.Completions.ChatCompletionMessageParam;
@@ -135,47 +136,52 @@ export function createAgentActivities(deps: ActivityDeps) {
     // Long tool calls (test runs) keep the heartbeat going so a live session is never taken for a stalled one.
     const beatEvery = Math.max(200, Math.min(5_000, (context.info.heartbeatTimeoutMs ?? 15_000) / 3));
     const keepAlive = setInterval(() => context.heartbeat({ turns }), beatEvery);
+    // What the agent's commands may reach (sandbox.egress.agent; none by default).
+    const policy = await runEgress(deps, contract);
     try {
-      while (summary === null && turns < agent.maxTurns) {
-        if (input.tokensBefore + tokens.total >= model.budgetTokens) {
-          await save();
-          throw ApplicationFailure.nonRetryable(
-            `token budget exhausted: ${input.tokensBefore + tokens.total} of model.budget_tokens ${model.budgetTokens} used for ${issue.identifier}`,
-            'BudgetExhausted',
-          );
-        }
-        await stillOwner();
-        const response = await deps.model.client.chat.completions
-          .create(
-            { model: model.name, messages: transcript, tools: AGENT_TOOLS, max_tokens: model.maxOutputTokens },
-            // The heartbeat keeps beating while we wait, so a hung model request must time out on its own.
-            { signal: context.cancellationSignal, timeout: agent.stallTimeoutMs || agent.turnTimeoutMs },
-          )
-          .catch(classifyModelError);
-        turns += 1;
-        const usage = response.usage;
-        tokens = {
-          input: tokens.input + (usage?.prompt_tokens ?? 0),
-          output: tokens.output + (usage?.completion_tokens ?? 0),
-          total: tokens.total + (usage?.total_tokens ?? 0),
-        };
-        const message = response.choices[0]?.message;
-        if (!message) throw new Error('the model returned no choices');
-        transcript.push({ role: 'assistant', content: message.content ?? null, ...(message.tool_calls?.length ? { tool_calls: message.tool_calls } : {}) });
+      if (summary === null && turns < agent.maxTurns) await withEgress(deps, deps.docker, sandbox.container, workflowId, 'agent', policy, async (egress) => {
+        while (summary === null && turns < agent.maxTurns) {
+          if (input.tokensBefore + tokens.total >= model.budgetTokens) {
+            await save();
+            throw ApplicationFailure.nonRetryable(
+              `token budget exhausted: ${input.tokensBefore + tokens.total} of model.budget_tokens ${model.budgetTokens} used for ${issue.identifier}`,
+              'BudgetExhausted',
+            );
+          }
+          await stillOwner();
+          const response = await deps.model.client.chat.completions
+            .create(
+              { model: model.name, messages: transcript, tools: AGENT_TOOLS, max_tokens: model.maxOutputTokens },
+              // The heartbeat keeps beating while we wait, so a hung model request must time out on its own.
+              { signal: context.cancellationSignal, timeout: agent.stallTimeoutMs || agent.turnTimeoutMs },
+            )
+            .catch(classifyModelError);
+          turns += 1;
+          const usage = response.usage;
+          tokens = {
+            input: tokens.input + (usage?.prompt_tokens ?? 0),
+            output: tokens.output + (usage?.completion_tokens ?? 0),
+            total: tokens.total + (usage?.total_tokens ?? 0),
+          };
+          const message = response.choices[0]?.message;
+          if (!message) throw new Error('the model returned no choices');
+          transcript.push({ role: 'assistant', content: message.content ?? null, ...(message.tool_calls?.length ? { tool_calls: message.tool_calls } : {}) });
 
-        await stillOwner();
-        if (!message.tool_calls?.length) {
-          transcript.push({ role: 'user', content: `Continuation turn ${turns + 1} of ${agent.maxTurns}: keep working with the tools, and call finish when the change is done.` });
+          await stillOwner();
+          if (!message.tool_calls?.length) {
+            transcript.push({ role: 'user', content: `Continuation turn ${turns + 1} of ${agent.maxTurns}: keep working with the tools, and call finish when the change is done.` });
+          }
+          for (const call of message.tool_calls ?? []) {
+            if (call.type !== 'function') continue;
+            const outcome = await runTool(sandbox, call.function.name, call.function.arguments, egress);
+            transcript.push({ role: 'tool', tool_call_id: call.id, content: outcome.content });
+            if (outcome.finished) summary = outcome.finished.summary;
+          }
+          await save();
+          context.heartbeat({ turns });
         }
-        for (const call of message.tool_calls ?? []) {
-          if (call.type !== 'function') continue;
-          const outcome = await runTool(sandbox, call.function.name, call.function.arguments);
-          transcript.push({ role: 'tool', tool_call_id: call.id, content: outcome.content });
-          if (outcome.finished) summary = outcome.finished.summary;
-        }
-        await save();
-        context.heartbeat({ turns });
-      }
+        // Even with nothing allowed, the agent's session has a relay: each refusal is answered at once, told and logged.
+      }, { relay: true });
     } finally {
       clearInterval(keepAlive);
     }

@@ -15,6 +15,8 @@ import type { StoppedProcess } from '../lib/sandbox/leftovers.ts';
 import { sandboxKey } from '../lib/sandbox/names.ts';
 import type { ArtifactRef, ProofCheck, ProofResult, TokenUsage } from '../workflows/definitions.ts';
 import type { ActivityDeps } from './deps.ts';
+import { egressLog, runEgress, withEgress } from './egress.ts';
+import type { EgressRecord } from '../lib/egress/relay.ts';
 import { workSnapshotRef } from './sandbox.ts';
 
 const EXCERPT_LINES = 40;
@@ -36,6 +38,21 @@ export function protectedChanges(changes: FileChange[], patterns: readonly strin
     const pattern = protectedPattern(change.path, patterns) ?? (change.from ? protectedPattern(change.from, patterns) : null);
     return pattern ? [{ ...change, pattern }] : [];
   });
+}
+
+/** One line per phase and destination: connections, bytes, and what was refused. */
+export function egressSummary(records: EgressRecord[]): string[] {
+  const groups = new Map<string, { phase: string; destination: string; allowed: boolean; count: number; bytes: number; reason: string }>();
+  for (const record of records) {
+    const key = `${record.phase} ${record.destination} ${record.allowed}`;
+    const group = groups.get(key) ?? { phase: record.phase, destination: record.destination, allowed: record.allowed, count: 0, bytes: 0, reason: record.reason };
+    group.count += 1;
+    group.bytes += record.bytesIn + record.bytesOut;
+    groups.set(key, group);
+  }
+  return [...groups.values()].map((group) => group.allowed
+    ? `${group.phase}: ${group.destination}, ${group.count} connection(s), ${(group.bytes / 1024).toFixed(0)} KiB (${group.reason})`
+    : `${group.phase}: REFUSED ${group.destination}, ${group.count} attempt(s) (${group.reason})`);
 }
 
 export interface CommitInput {
@@ -117,6 +134,7 @@ export function createProofActivities(deps: ActivityDeps) {
   async function checkCommit(input: { workflowId: string; contract: ContractSettings; command: ProofCommand; label?: string; commit: string; workBranch?: string }): Promise<ProofCheck> {
     const { contract, workflowId, command } = input;
     const mirror = deps.mirrors.get(contract.config.repo.url);
+    const policy = await runEgress(deps, contract);
     const checked = await runInChecker(deps.docker, {
       workflowId,
       limits: limitsOf(contract),
@@ -128,6 +146,7 @@ export function createProofActivities(deps: ActivityDeps) {
       setupTimeoutMs: contract.config.hooks.timeoutMs,
       command: command.run,
       timeoutMs: command.timeoutMs,
+      egress: async (phase, container, body) => withEgress(deps, deps.docker, container, workflowId, phase, policy, body),
     });
     const { result } = checked;
     const reports: Array<ArtifactRef & { path: string }> = [];
@@ -236,6 +255,10 @@ export function createProofActivities(deps: ActivityDeps) {
 
     const diffText = evidence.diff.length > DIFF_LIMIT ? `${evidence.diff.slice(0, DIFF_LIMIT)}\n[cadenza] diff cut at ${DIFF_LIMIT} bytes of ${evidence.diff.length}\n` : evidence.diff;
     const storedDiff = await deps.artifacts.put(diffText, 'diff');
+    // What left the sandboxes so far in this run, by phase: every connection through the relay.
+    const egress = await egressLog(deps, input.workflowId);
+    const storedEgress = egress.length ? await deps.artifacts.putJson(egress, 'egress') : null;
+    const egressLines = egressSummary(egress);
     const checkLine = (check: ProofCheck) =>
       `- ${check.passed ? 'PASS' : 'FAIL'} \`${check.name}\`${check.required ? '' : ' (optional)'}: exit ${check.exitCode}${check.timedOut ? ', timed out' : ''}, ${(check.durationMs / 1000).toFixed(1)} s` +
       `${check.tests ? `, ${check.tests.total} tests (${check.tests.failed} failed)` : ''} (output ${check.output.ref})` +
@@ -263,6 +286,10 @@ export function createProofActivities(deps: ActivityDeps) {
       '',
       ...(input.baseTests?.length ? ["## The base revision's tests on the new code", ...input.baseTests.map(checkLine), ''] : []),
       ...(stoppedLines.length ? ['## Processes Cadenza stopped', ...stoppedLines, ''] : []),
+      '## Egress (everything that left a sandbox, through Cadenza\'s relay)',
+      ...(egressLines.length ? egressLines.map((line) => `- ${line}`) : ['- nothing']),
+      ...(storedEgress ? [`Full log: ${storedEgress.ref}`] : []),
+      '',
       `## Cost\n${input.tokens.total} tokens (${input.tokens.input} in, ${input.tokens.output} out) on ${input.model}.`,
       '',
       `Full diff: ${storedDiff.ref}`,
@@ -280,6 +307,7 @@ export function createProofActivities(deps: ActivityDeps) {
       `Changed files (${changes.length}): ${shownChanges || 'none'}${changes.length > 50 ? ', ...' : ''}`,
       ...(changes.length ? ['```', evidence.stat.split('\n').at(-1)!.trim(), '```'] : []),
       ...(stoppedProcesses.length ? [`Stopped ${stoppedProcesses.length} process(es) left running (see the walkthrough)`] : []),
+      `Egress: ${egressLines.length ? egressLines.join('; ') : 'nothing left the sandbox'}`,
       `Tokens: ${input.tokens.total} · model: ${input.model}`,
       `Walkthrough: ${deps.artifacts.pathOf(storedWalkthrough.ref)}`,
     ].join('\n');
@@ -296,6 +324,7 @@ export function createProofActivities(deps: ActivityDeps) {
       ...(rejectProtected ? { rejectedProtected: touched.map((change) => describeChange(change)).slice(0, 50) } : {}),
       ...(input.baseTests?.length ? { baseTests: input.baseTests } : {}),
       diff: asRef(storedDiff),
+      ...(storedEgress ? { egress: { log: asRef(storedEgress), allowed: egress.filter((r) => r.allowed).length, refused: egress.filter((r) => !r.allowed).length } } : {}),
       walkthrough: asRef(storedWalkthrough),
       summary: asRef(storedSummary),
       ...(stoppedProcesses.length ? { stoppedProcesses } : {}),

@@ -8,6 +8,7 @@ import { SandboxLostError, ensureSandbox, reattachSandbox, removeSandbox as remo
 import { containerName, sandboxKey } from '../lib/sandbox/names.ts';
 import { REPO_DIR, TRANSFER_DIR, putFile, sh, shOk, type Sandbox } from '../lib/sandbox/workspace.ts';
 import type { ActivityDeps } from './deps.ts';
+import { clearEgressLog, runEgress, withEgress } from './egress.ts';
 
 const HOOK_OUTPUT_LIMIT = 2048;
 
@@ -62,12 +63,17 @@ export async function reattach(deps: ActivityDeps, workflowId: string, contract:
 }
 
 export function createSandboxActivities(deps: ActivityDeps) {
-  async function runHook(sandbox: Sandbox, contract: ContractSettings, name: string, script: string | null): Promise<{ ok: boolean; output: string }> {
+  /** Runs a hook in the setup phase's egress (after_create and before_run install what the work needs). */
+  async function runHook(sandbox: Sandbox, workflowId: string, contract: ContractSettings, name: string, script: string | null): Promise<{ ok: boolean; output: string }> {
     if (!script) return { ok: true, output: '' };
-    const result = await sh(sandbox, script, { timeoutMs: contract.config.hooks.timeoutMs });
-    const output = (result.stdout + result.stderr).slice(-HOOK_OUTPUT_LIMIT);
-    deps.log?.(`hook ${name} in ${sandbox.container}: exit ${result.exitCode}${output ? `\n${output}` : ''}`);
-    return { ok: result.exitCode === 0, output: result.timedOut ? `${output}\n(timed out after ${contract.config.hooks.timeoutMs} ms)` : output };
+    const policy = await runEgress(deps, contract);
+    return withEgress(deps, deps.docker, sandbox.container, workflowId, 'setup', policy, async (egress) => {
+      await egress.ready();
+      const result = await sh(sandbox, script, { timeoutMs: contract.config.hooks.timeoutMs, env: egress.env });
+      const output = (result.stdout + result.stderr + egress.notes(result.stdout + result.stderr)).slice(-HOOK_OUTPUT_LIMIT);
+      deps.log?.(`hook ${name} in ${sandbox.container}: exit ${result.exitCode}${output ? `\n${output}` : ''}`);
+      return { ok: result.exitCode === 0, output: result.timedOut ? `${output}\n(timed out after ${contract.config.hooks.timeoutMs} ms)` : output };
+    });
   }
 
   async function provisionSandbox(input: ProvisionInput): Promise<ProvisionResult> {
@@ -90,20 +96,22 @@ export function createSandboxActivities(deps: ActivityDeps) {
 
     const targetTip = (await mirror.resolve(`refs/heads/${contract.config.landing.targetBranch}`)) ?? baseCommit;
     if (!input.atCommit) {
-      // A run's first round starts from the base branch as it is now, never from an earlier run's work.
+      // A run's first round starts from the base branch as it is now, never from an earlier run's work
+      // (nor with its egress log).
       await mirror.deleteRef(workSnapshotRef(workflowId));
+      await clearEgressLog(deps, workflowId);
     }
     // Cadenza's git in the agent's repository: no hooks or fsmonitor of the agent's run on its steps.
     const git = 'git -c core.hooksPath=/dev/null -c core.fsmonitor=false';
     // One exec to learn where the workspace stands: cloned or not, whether it has the base and the
-    // target tip (for an agent bringing its branch up to date), and the requested head.
+    // target's tip as origin/<target> (for an agent bringing its branch up to date), and the requested head.
     const probe = (await shOk(sandbox, [
       `if [ ! -d ${REPO_DIR}/.git ]; then echo fresh; exit 0; fi`,
       `cd ${REPO_DIR} && echo cloned`,
-      'git cat-file -e "$BASE^{commit}" 2>/dev/null && git cat-file -e "$TARGET^{commit}" 2>/dev/null && echo has-base || echo no-base',
+      'git cat-file -e "$BASE^{commit}" 2>/dev/null && [ "$(git rev-parse -q --verify "refs/remotes/origin/$TARGET_BRANCH")" = "$TARGET" ] && echo has-base || echo no-base',
       'if [ -n "$AT" ]; then git cat-file -e "$AT^{commit}" 2>/dev/null && echo has-at || echo no-at; fi',
       'git rev-parse HEAD 2>/dev/null || echo none',
-    ].join('\n'), { workdir: '/', env: { BASE: baseCommit, TARGET: targetTip, AT: input.atCommit ?? '' }, step: 'provisioning: reading the workspace' })).trim().split('\n');
+    ].join('\n'), { workdir: '/', env: { BASE: baseCommit, TARGET: targetTip, TARGET_BRANCH: contract.config.landing.targetBranch, AT: input.atCommit ?? '' }, step: 'provisioning: reading the workspace' })).trim().split('\n');
     const cloned = probe[0] !== 'fresh';
     const remoteRefs = [...new Set([repo.baseBranch, contract.config.landing.targetBranch])].map((branch) => `+refs/heads/${branch}:refs/remotes/origin/${branch}`);
     if (cloned && probe[1] === 'no-base') {
@@ -129,7 +137,7 @@ export function createSandboxActivities(deps: ActivityDeps) {
       ].join(' && '), { workdir: '/', timeoutMs: 300_000, step: 'provisioning: cloning the repository' });
       restored = Boolean(snapshot);
       // The workspace was just created: `after_create` runs once; its failure deletes the workspace.
-      const hook = await runHook(sandbox, contract, 'after_create', contract.config.hooks.afterCreate);
+      const hook = await runHook(sandbox, workflowId, contract, 'after_create', contract.config.hooks.afterCreate);
       if (!hook.ok) {
         await removeContainer(deps.docker, workflowId);
         throw ApplicationFailure.nonRetryable(`hooks.after_create failed, so the new workspace was removed:\n${hook.output}`, 'HookFailed');
@@ -156,21 +164,21 @@ export function createSandboxActivities(deps: ActivityDeps) {
 
   /** `before_run`: before every agent session; a failure aborts the attempt (it is retried). */
   async function runBeforeRunHook(input: { workflowId: string; contract: ContractSettings }): Promise<void> {
-    const hook = await runHook(sandboxFor(deps, input.workflowId, input.contract), input.contract, 'before_run', input.contract.config.hooks.beforeRun);
+    const hook = await runHook(sandboxFor(deps, input.workflowId, input.contract), input.workflowId, input.contract, 'before_run', input.contract.config.hooks.beforeRun);
     if (!hook.ok) throw ApplicationFailure.retryable(`hooks.before_run failed:\n${hook.output}`, 'HookFailed');
   }
 
   /** `after_run`: after every agent session; failures are logged and ignored. */
   async function runAfterRunHook(input: { workflowId: string; contract: ContractSettings }): Promise<void> {
     if (!(await sandboxExists(deps.docker, input.workflowId))) return;
-    await runHook(sandboxFor(deps, input.workflowId, input.contract), input.contract, 'after_run', input.contract.config.hooks.afterRun).catch(() => undefined);
+    await runHook(sandboxFor(deps, input.workflowId, input.contract), input.workflowId, input.contract, 'after_run', input.contract.config.hooks.afterRun).catch(() => undefined);
   }
 
   /** Removes container and workspace volume; `before_remove` runs first and may fail harmlessly. */
   async function removeSandbox(input: { workflowId: string; contract: ContractSettings }): Promise<{ removed: boolean }> {
     if (await sandboxExists(deps.docker, input.workflowId)) {
       const sandbox = sandboxFor(deps, input.workflowId, input.contract);
-      await runHook(sandbox, input.contract, 'before_remove', input.contract.config.hooks.beforeRemove).catch(() => undefined);
+      await runHook(sandbox, input.workflowId, input.contract, 'before_remove', input.contract.config.hooks.beforeRemove).catch(() => undefined);
     }
     const removed = await removeContainer(deps.docker, input.workflowId);
     return { removed: removed.container || removed.volume };

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- overhead first-turn concurrency resume]`: Cadenza's benchmarks against a
+ * `npm run bench [-- overhead first-turn concurrency resume egress]`: Cadenza's benchmarks against a
  * Temporal dev server started here (free ports, throw-away database) and the real Docker engine.
  * Each prints a table and writes bench/results/<name>.json; the end prints every target, pass or fail.
  *
@@ -15,6 +15,7 @@ import { dockerClient, ensureDockerEngine } from '../infra/docker.ts';
 import { ensureSandboxImage } from '../infra/image.ts';
 import { ensureTemporalCli, freePort, startDevServer } from '../infra/temporal.ts';
 import { concurrency } from './concurrency.ts';
+import { egress } from './egress.ts';
 import { firstTurn } from './first-turn.ts';
 import { envInt, fmtS, onCleanup, runCleanups, table, writeResult, type BenchContext, type BenchOutcome, type Target } from './lib/common.ts';
 import { sweepSandboxes } from './lib/sandboxes.ts';
@@ -26,6 +27,7 @@ const BENCHMARKS: Record<string, (ctx: BenchContext) => Promise<BenchOutcome>> =
   'first-turn': firstTurn,
   concurrency,
   resume,
+  egress,
 };
 
 const log = (line: string) => console.error(`[bench] ${line}`);

@@ -1,6 +1,6 @@
 /**
- * The sandbox image, built without pulling anything: debootstrap a Debian minbase with git, Node.js
- * and npm, `docker import` it, then a small build on top (non-root user, workspace folder).
+ * The sandbox image, built without pulling anything: debootstrap a Debian minbase with git, Node.js,
+ * npm and Python (with venv), `docker import` it, then a small build on top (non-root user, workspace folder).
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -17,7 +17,8 @@ export const DEFAULT_SANDBOX_IMAGE = 'cadenza-sandbox:latest';
 const SUITE = 'bookworm';
 // debootstrap's own resolver cannot satisfy npm's dependency alternatives, so npm is installed by
 // apt inside the new root afterwards.
-const BASE_PACKAGES = ['git', 'nodejs', 'ca-certificates', 'procps', 'patch'];
+// python3-venv: Python projects set up a virtual environment and install from PyPI through the egress relay.
+const BASE_PACKAGES = ['git', 'nodejs', 'ca-certificates', 'procps', 'patch', 'python3', 'python3-venv'];
 const CHROOT_PACKAGES = ['npm'];
 const dockerfile = readFileSync(new URL('./sandbox/Dockerfile', import.meta.url), 'utf8');
 

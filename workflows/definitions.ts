@@ -102,6 +102,8 @@ export interface ProofResult {
   /** The base revision's tests run on the new code (when the work changed protected paths). */
   baseTests?: ProofCheck[];
   diff: ArtifactRef;
+  /** What left the sandboxes through the egress relay so far in the run (the full log is the artifact). */
+  egress?: { log: ArtifactRef; allowed: number; refused: number };
   walkthrough: ArtifactRef;
   summary: ArtifactRef;
   /** Processes the agent or the checks left running, which Cadenza stopped (the agent's before the checks). */

@@ -2,6 +2,7 @@ import { homedir, tmpdir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { DEFAULT_PROTECTED_PATHS } from '../proof/integrity.ts';
 import { ContractError } from './errors.ts';
+import { ECOSYSTEMS, EGRESS_PHASES, HOST_PATTERN, isEcosystem, type EgressConfig, type EgressPhase } from '../egress/policy.ts';
 import { envRefName } from './secrets.ts';
 import type {
   AgentConfig, CadenzaConfig, HooksConfig, LandingConfig, ModelConfig, ProofCommand, PullRequestHostConfig, SandboxConfig, SecretRef,
@@ -284,7 +285,27 @@ function sandbox(s: Section): SandboxConfig {
     pidsLimit: s.int('pids_limit', 256, 16),
     network: s.oneOf('network', ['none'] as const, 'none', '"none" (the only supported value: sandboxes never get a network)'),
     user,
+    egress: egress(s.section('egress')),
   };
+}
+
+/** `sandbox.egress`: per phase, `none` or a list of package ecosystems and host patterns. */
+function egress(s: Section): EgressConfig {
+  const phase = (name: EgressPhase): string[] | 'none' | null => {
+    const value = s.get(name);
+    if (value === undefined) return name === 'setup' ? null : 'none';
+    if (value === 'none') return 'none';
+    const allowed = `"none" or a list of package ecosystems (${ECOSYSTEMS.join(', ')}) and host patterns (host, *.domain, optionally :port)`;
+    if (!Array.isArray(value)) invalid(s.key(name), value, allowed);
+    return (value as unknown[]).map((entry, i) => {
+      if (typeof entry !== 'string' || !(isEcosystem(entry) || HOST_PATTERN.test(entry))) invalid(`${s.key(name)}[${i}]`, entry, allowed);
+      return entry as string;
+    });
+  };
+  for (const key of Object.keys(s.raw)) {
+    if (!(EGRESS_PHASES as readonly string[]).includes(key)) invalid(s.key(key), s.raw[key], `one of the phases ${EGRESS_PHASES.join(', ')}`, `${s.key(key)}: unknown phase; the phases are ${EGRESS_PHASES.join(', ')}`);
+  }
+  return { setup: phase('setup'), agent: phase('agent') as string[] | 'none', checks: phase('checks') as string[] | 'none' };
 }
 
 function model(s: Section): ModelConfig {

@@ -1,3 +1,4 @@
+import type { EgressConfig } from '../egress/policy.ts';
 /**
  * The validated contract. Plain data only (strings, numbers, booleans, null, arrays, objects):
  * it travels as workflow input, so it must survive JSON unchanged and never hold a secret value.
@@ -55,6 +56,8 @@ export interface SandboxConfig {
   pidsLimit: number;
   network: 'none';
   user: string;
+  /** What may leave the sandbox, per phase (absent in contracts recorded before egress existed: none everywhere). */
+  egress?: EgressConfig;
 }
 
 export interface ModelConfig {

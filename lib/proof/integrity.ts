@@ -112,6 +112,15 @@ const nodeTest: Parser = (lines) => {
   return { total: n('tests'), failed: n('fail') + n('cancelled'), passed: n('pass') };
 };
 
+/** uvu: `Total:     2`, `Passed:    1`, `Skipped:   1` on consecutive lines; its total leaves the skipped out. */
+const uvu: Parser = (lines) => sum(lines.flatMap((line, i) => {
+  const total = /^\s*Total:\s+(\d+)\s*$/.exec(line);
+  const passed = /^\s*Passed:\s+(\d+)\s*$/.exec(lines[i + 1] ?? '');
+  const skipped = /^\s*Skipped:\s+(\d+)\s*$/.exec(lines[i + 2] ?? '');
+  if (!total || !passed || !skipped) return [];
+  return [{ total: Number(total[1]) + Number(skipped[1]), passed: Number(passed[1]), failed: Number(total[1]) - Number(passed[1]) }];
+}));
+
 /** `Tests:       1 failed, 1 skipped, 3 passed, 5 total` */
 const jest: Parser = (lines) => sum(lines.flatMap((l) => {
   const m = /^\s*Tests:\s+(.*\d+ total)\s*$/.exec(l);
@@ -182,7 +191,7 @@ const cargo: Parser = (lines) => sum(lines.flatMap((l) => {
 }));
 
 const PARSERS: [string, Parser][] = [
-  ['node', nodeTest], ['jest', jest], ['vitest', vitest], ['mocha', mocha], ['pytest', pytest], ['go', goTest], ['cargo', cargo],
+  ['node', nodeTest], ['jest', jest], ['vitest', vitest], ['mocha', mocha], ['uvu', uvu], ['pytest', pytest], ['go', goTest], ['cargo', cargo],
 ];
 
 /**

@@ -28,7 +28,16 @@ export interface CheckerInput {
   setupTimeoutMs: number;
   command: string;
   timeoutMs: number;
+  /** Runs `body` with a phase's egress (proxy settings, refusals told in the output) around the setup and the check. */
+  egress: EgressScope;
 }
+
+export interface PhaseEnvironment {
+  env: Record<string, string>;
+  ready(): Promise<void>;
+  notes(output: string): string;
+}
+export type EgressScope = <T>(phase: 'setup' | 'checks', container: string, body: (egress: PhaseEnvironment) => Promise<T>) => Promise<T>;
 
 export interface CheckerResult {
   result: ExecResult;
@@ -77,7 +86,11 @@ export async function runInChecker(docker: Docker, input: CheckerInput): Promise
     if (input.setup) {
       const checkedOut = await sh(box, checkout, { workdir: '/', timeoutMs: 300_000, env });
       if (checkedOut.exitCode !== 0) throw checkoutFailed(checkedOut.stderr || checkedOut.stdout);
-      const setup = await sh(box, input.setup, { timeoutMs: input.setupTimeoutMs });
+      const setup = await input.egress('setup', box.container, async (egress) => {
+        await egress.ready();
+        const ran = await sh(box, input.setup!, { timeoutMs: input.setupTimeoutMs, env: egress.env });
+        return { ...ran, stderr: ran.stderr + egress.notes(ran.stdout + ran.stderr) };
+      });
       if (setup.exitCode !== 0) {
         const output = `${setup.stdout}${setup.stderr}`.slice(-HOOK_OUTPUT_LIMIT);
         return { result: setup, setupFailure: `hooks.after_create failed in the checker container (exit ${setup.exitCode}${setup.timedOut ? ', timed out' : ''}):\n${output}`, leftRunning: [], reports: [] };
@@ -87,7 +100,11 @@ export async function runInChecker(docker: Docker, input: CheckerInput): Promise
       // Nothing to set up: the checkout and the check share one exec.
       script = `{ ${checkout}; } || { echo "${CHECKOUT_FAILED}" >&2; exit ${CHECKOUT_FAILED_EXIT}; }\n${script}`;
     }
-    const result = await sh(box, script, { timeoutMs: input.timeoutMs, maxOutputBytes: 1024 * 1024, env, workdir: input.setup ? REPO_DIR : '/' });
+    const result = await input.egress('checks', box.container, async (egress) => {
+      await egress.ready();
+      const ran = await sh(box, script, { timeoutMs: input.timeoutMs, maxOutputBytes: 1024 * 1024, env: { ...egress.env, ...env }, workdir: input.setup ? REPO_DIR : '/' });
+      return { ...ran, stderr: ran.stderr + egress.notes(ran.stdout + ran.stderr) };
+    });
     if (result.exitCode === CHECKOUT_FAILED_EXIT && result.stderr.includes(CHECKOUT_FAILED)) throw checkoutFailed(result.stderr);
     const leftRunning = capStopped((await runningProcesses(container, 'check')).filter((process) => !beforeCheck.has(process.pid)).map(({ startedBy, command }) => ({ startedBy, command })));
     const listed = await getFile(box, REPORT_LIST).then((list) => list.toString('utf8').split('\n').filter(Boolean), () => []);

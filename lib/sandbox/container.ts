@@ -77,6 +77,26 @@ async function startContainer(container: Docker.Container): Promise<void> {
   });
 }
 
+/**
+ * The security defaults every Cadenza container gets (the agent's sandbox, exporters, checkers): no
+ * network, the contract's limits, no capabilities but `capAdd`, no privilege gain, only `mounts`.
+ */
+export function isolatedHostConfig(limits: SandboxLimits, mounts: Docker.MountConfig, capAdd: string[] = []): Docker.HostConfig {
+  return {
+    NetworkMode: 'none',
+    Init: true,
+    Memory: limits.memoryMb * 1024 * 1024,
+    MemorySwap: limits.memoryMb * 1024 * 1024,
+    NanoCpus: Math.round(limits.cpus * 1e9),
+    PidsLimit: limits.pidsLimit,
+    CapDrop: ['ALL'],
+    ...(capAdd.length ? { CapAdd: capAdd } : {}),
+    SecurityOpt: ['no-new-privileges'],
+    Mounts: mounts,
+    Tmpfs: { '/tmp': 'rw,nosuid,nodev,size=256m' },
+  };
+}
+
 /** Creates and starts the issue's container on its workspace volume; returns the container id. */
 async function createContainer(docker: Docker, workflowId: string, limits: SandboxLimits): Promise<string> {
   const container = await docker.createContainer({
@@ -87,18 +107,7 @@ async function createContainer(docker: Docker, workflowId: string, limits: Sandb
     WorkingDir: WORKSPACE,
     Labels: { [MANAGED_LABEL]: 'true', [WORKFLOW_LABEL]: workflowId, [ROLE_LABEL]: 'sandbox' },
     NetworkDisabled: true,
-    HostConfig: {
-      NetworkMode: 'none',
-      Init: true,
-      Memory: limits.memoryMb * 1024 * 1024,
-      MemorySwap: limits.memoryMb * 1024 * 1024,
-      NanoCpus: Math.round(limits.cpus * 1e9),
-      PidsLimit: limits.pidsLimit,
-      CapDrop: ['ALL'],
-      SecurityOpt: ['no-new-privileges'],
-      Mounts: [{ Type: 'volume', Source: volumeName(workflowId), Target: WORKSPACE }],
-      Tmpfs: { '/tmp': 'rw,nosuid,nodev,size=256m' },
-    },
+    HostConfig: isolatedHostConfig(limits, [{ Type: 'volume', Source: volumeName(workflowId), Target: WORKSPACE }]),
   });
   await container.start();
   return (await container.inspect()).Id;

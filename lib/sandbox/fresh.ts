@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import type Docker from 'dockerode';
 import { pack } from 'tar-stream';
-import type { SandboxLimits } from './container.ts';
+import { isolatedHostConfig, type SandboxLimits } from './container.ts';
 import { MANAGED_LABEL, ROLE_LABEL, WORKFLOW_LABEL, sandboxKey, volumeName } from './names.ts';
 import type { Sandbox } from './workspace.ts';
 
@@ -62,19 +62,11 @@ async function createFresh(docker: Docker, options: FreshOptions): Promise<Creat
     WorkingDir: '/',
     Labels: { [MANAGED_LABEL]: 'true', [WORKFLOW_LABEL]: options.workflowId, [ROLE_LABEL]: options.role },
     NetworkDisabled: true,
-    HostConfig: {
-      NetworkMode: 'none',
-      Init: true,
-      Memory: limits.memoryMb * 1024 * 1024,
-      MemorySwap: limits.memoryMb * 1024 * 1024,
-      NanoCpus: Math.round(limits.cpus * 1e9),
-      PidsLimit: limits.pidsLimit,
-      CapDrop: ['ALL'],
-      ...(options.capAdd?.length ? { CapAdd: options.capAdd } : {}),
-      SecurityOpt: ['no-new-privileges'],
-      Mounts: options.workspaceReadOnlyAt ? [{ Type: 'volume', Source: volumeName(options.workflowId), Target: options.workspaceReadOnlyAt, ReadOnly: true }] : [],
-      Tmpfs: { '/tmp': 'rw,nosuid,nodev,size=256m' },
-    },
+    HostConfig: isolatedHostConfig(
+      limits,
+      options.workspaceReadOnlyAt ? [{ Type: 'volume', Source: volumeName(options.workflowId), Target: options.workspaceReadOnlyAt, ReadOnly: true }] : [],
+      options.capAdd,
+    ),
   });
   return { container, name };
 }

@@ -3,9 +3,6 @@
  * file modes, the tests themselves). Whatever it does, nothing lands that the approver did not see
  * proven, the evidence is the host's own view of the commits, and weakened tests are flagged first.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { run } from '../../infra/process.ts';
@@ -34,17 +31,6 @@ async function sandboxFile(world: World, workflowId: string, file: string): Prom
   });
 }
 
-async function pushToMain(world: World, file: string, content: string): Promise<string> {
-  const clone = mkdtempSync(path.join(tmpdir(), 'cadenza-other-'));
-  try {
-    await sh(clone, `git clone -q ${world.remote} . && mkdir -p ${path.dirname(file)}`);
-    writeFileSync(path.join(clone, file), content);
-    await sh(clone, `git add -A && git -c user.name=Other -c user.email=other@example.invalid commit -qm "Other: ${file}" && git push -q origin main`);
-    return await sh(clone, 'git rev-parse HEAD');
-  } finally {
-    rmSync(clone, { recursive: true, force: true });
-  }
-}
 
 describe('a hostile agent cannot land what the approver did not see', () => {
   let world: World;
@@ -216,7 +202,7 @@ describe('a hostile agent cannot land what the approver did not see', () => {
       await world.waitForPhase(first, 'AwaitingApproval');
       await approve(first, 'alice');
       const landed = await first.result();
-      const other = await pushToMain(world, 'docs/other.md', 'Landed by someone else.\n');
+      const other = await world.pushToMain('docs/other.md', 'Landed by someone else.\n');
 
       const [issue] = await world.tracker.fetchIssuesByIds([id]);
       const again = await startIssue(world.client, { issue: issue!, contract: world.contract, taskQueue: world.taskQueue, timing: FAST, again: true });

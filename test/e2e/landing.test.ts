@@ -3,27 +3,11 @@
  * merged and the required checks run again on the merged tree; a conflicting change stops landing,
  * and the next round's agent gets the conflicted files, brings its branch up to date, and lands.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { approve } from '../../lib/issue-client.ts';
 import { WORKPAD_MARKER } from '../../workflows/definitions.ts';
 import { SHOUT } from '../fixtures/scripts.ts';
 import { World, historyText, sh } from '../helpers/world.ts';
-
-/** Someone else lands `file` on the remote's main while the run waits. */
-async function pushToMain(world: World, file: string, content: string): Promise<string> {
-  const clone = mkdtempSync(path.join(tmpdir(), 'cadenza-other-'));
-  try {
-    await sh(clone, `git clone -q ${world.remote} . && mkdir -p ${path.dirname(file)}`);
-    writeFileSync(path.join(clone, file), content);
-    await sh(clone, `git add -A && git -c user.name=Other -c user.email=other@example.invalid commit -qm "Other: ${file}" && git push -q origin main`);
-    return await sh(clone, 'git rev-parse HEAD');
-  } finally {
-    rmSync(clone, { recursive: true, force: true });
-  }
-}
 
 describe('landing onto a target that moved', () => {
   // A world per case: each lands shout() on its own remote.
@@ -39,7 +23,7 @@ describe('landing onto a target that moved', () => {
     await world.run(async () => {
       const handle = await world.start(id);
       await world.waitForPhase(handle, 'AwaitingApproval');
-      const other = await pushToMain(world, 'docs/other.md', 'Landed by someone else.\n');
+      const other = await world.pushToMain('docs/other.md', 'Landed by someone else.\n');
       await approve(handle, 'alice');
       const result = await handle.result();
       expect(result.phase).toBe('Done');
@@ -63,7 +47,7 @@ describe('landing onto a target that moved', () => {
     await world.run(async () => {
       const handle = await world.start(id);
       await world.waitForPhase(handle, 'AwaitingApproval');
-      await pushToMain(world, 'src/shout.js', 'export const shout = (text) => text;\n');
+      await world.pushToMain('src/shout.js', 'export const shout = (text) => text;\n');
       await approve(handle, 'alice');
 
       // Landing stops, nothing lands, and round 2's prompt names the conflicted file.

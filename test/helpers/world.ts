@@ -51,6 +51,8 @@ export interface WorldOptions {
   temporalAddress?: string;
   /** Another Docker engine than DOCKER_HOST's (a test that restarts its own engine): sandbox checks and cleanup use it. */
   docker?: Docker;
+  /** The project the remote starts with (default: the demo's textkit). */
+  seed?: string;
 }
 
 export class World {
@@ -88,7 +90,7 @@ export class World {
     this.temporalAddress = options.temporalAddress ?? inject('temporalAddress');
     this.docker = options.docker ?? dockerClient();
     const seed = path.join(this.root, 'seed');
-    cpSync(path.join(projectRoot, 'demo', 'repo'), seed, { recursive: true });
+    cpSync(options.seed ?? path.join(projectRoot, 'demo', 'repo'), seed, { recursive: true });
     await sh(seed, 'git init -q -b main && git add -A && git -c user.name=Seed -c user.email=seed@example.invalid commit -qm "textkit: initial import"');
     await sh(this.root, `git clone -q --bare seed ${this.remote}`);
     rmSync(seed, { recursive: true, force: true });
@@ -182,6 +184,19 @@ export class World {
     const { transcript } = JSON.parse(readFileSync(path.join(pointers, file), 'utf8')) as { transcript: string };
     const hex = transcript.slice('sha256:'.length);
     return JSON.parse(readFileSync(path.join(this.state, 'artifacts', 'objects', hex.slice(0, 2), hex.slice(2)), 'utf8'));
+  }
+
+  /** Someone else lands `file` on the remote's main (as a person would, from a clone); returns the new tip. */
+  async pushToMain(file: string, content: string): Promise<string> {
+    const clone = mkdtempSync(path.join(tmpdir(), 'cadenza-other-'));
+    try {
+      await sh(clone, `git clone -q ${this.remote} . && mkdir -p ${path.dirname(file)}`);
+      writeFileSync(path.join(clone, file), content);
+      await sh(clone, `git add -A && git -c user.name=Other -c user.email=other@example.invalid commit -qm "Other: ${file}" && git push -q origin main`);
+      return await sh(clone, 'git rev-parse HEAD');
+    } finally {
+      rmSync(clone, { recursive: true, force: true });
+    }
   }
 
   remoteLog(branch = 'main'): Promise<string> {

@@ -57,7 +57,7 @@ describe('config defaults', () => {
         stallTimeoutMs: 300_000,
       },
       repo: { url: '/proj/repo', baseBranch: 'main' },
-      sandbox: { image: 'cadenza-sandbox:latest', cpus: 1, memoryMb: 1024, pidsLimit: 256, network: 'none', user: 'agent' },
+      sandbox: { image: 'cadenza-sandbox:latest', cpus: 1, memoryMb: 1024, pidsLimit: 256, network: 'none', user: 'agent', egress: { setup: null, agent: 'none', checks: 'none' } },
       model: { name: 'gpt-4.1', baseUrl: null, apiKey: { env: 'OPENAI_API_KEY' }, maxOutputTokens: 4096, budgetTokens: 2_000_000 },
       proof: { commands: [], maxRounds: 3, protectedPaths: [...DEFAULT_PROTECTED_PATHS], onProtectedChange: 'flag', baseTests: true },
       landing: { strategy: 'merge', targetBranch: 'main', requireApproval: true, approvalTimeoutMs: 604_800_000 },
@@ -208,6 +208,17 @@ describe('proof integrity keys', () => {
   });
 });
 
+describe('sandbox.egress', () => {
+  it('defaults: setup gets the ecosystems the repository uses (detected at run time), agent and checks none', () => {
+    expect(withRepo('').config.sandbox.egress).toEqual({ setup: null, agent: 'none', checks: 'none' });
+  });
+
+  it('reads none or a list of ecosystems and host patterns per phase', () => {
+    const { egress } = withRepo('sandbox: { egress: { setup: [npm, pypi, "files.example.org"], agent: none, checks: ["*.example.org:8443"] } }').config.sandbox;
+    expect(egress).toEqual({ setup: ['npm', 'pypi', 'files.example.org'], agent: 'none', checks: ['*.example.org:8443'] });
+  });
+});
+
 describe('invalid_config', () => {
   const cases: [string, string, string, unknown, string][] = [
     // [front matter (after repo), key, allowed contains, value, message]
@@ -253,6 +264,11 @@ describe('invalid_config', () => {
     ['proof: { on_protected_change: warn }', 'proof.on_protected_change', '"flag", "reject"', 'warn',
       'proof.on_protected_change: expected one of "flag", "reject", got "warn"'],
     ['proof: { base_tests: yes }', 'proof.base_tests', 'true or false', 'yes', ''],
+    ['sandbox: { egress: { setup: npm } }', 'sandbox.egress.setup', '"none" or a list of package ecosystems', 'npm', ''],
+    ['sandbox: { egress: { agent: [rubygems] } }', 'sandbox.egress.agent[0]', 'npm, pypi, crates, go, maven, debian', 'rubygems', ''],
+    ['sandbox: { egress: { checks: ["http://example.org/"] } }', 'sandbox.egress.checks[0]', 'host patterns', 'http://example.org/', ''],
+    ['sandbox: { egress: { install: [npm] } }', 'sandbox.egress.install', 'setup, agent, checks', ['npm'],
+      'sandbox.egress.install: unknown phase; the phases are setup, agent, checks'],
     ['landing: { strategy: rebase }', 'landing.strategy', '"merge", "pull_request"', 'rebase', ''],
     ['landing: { require_approval: no }', 'landing.require_approval', 'true or false', 'no', ''],
     ['landing: { target_branch: "--force" }', 'landing.target_branch', 'git branch name', '--force', ''],
@@ -407,7 +423,7 @@ You are working on {{ issue.identifier }}: {{ issue.title }}.
     expect(config.hooks).toEqual({ afterCreate: 'npm ci\n', beforeRun: 'git fetch --all', afterRun: null, beforeRemove: null, timeoutMs: 120_000 });
     expect(config.agent.maxConcurrentAgentsByState).toEqual({ 'in progress': 2, rework: 1 });
     expect(config.repo).toEqual({ url: 'git@github.com:acme/web-app.git', baseBranch: 'develop' });
-    expect(config.sandbox).toEqual({ image: 'acme/web-sandbox:2', cpus: 2.5, memoryMb: 4096, pidsLimit: 512, network: 'none', user: 'agent' });
+    expect(config.sandbox).toEqual({ image: 'acme/web-sandbox:2', cpus: 2.5, memoryMb: 4096, pidsLimit: 512, network: 'none', user: 'agent', egress: { setup: null, agent: 'none', checks: 'none' } });
     expect(config.model).toEqual({
       name: 'gpt-4.1-mini', baseUrl: 'http://localhost:11434/v1', apiKey: { env: 'ACME_OPENAI_KEY' },
       maxOutputTokens: 4096, budgetTokens: 500_000,

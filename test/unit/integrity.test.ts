@@ -142,6 +142,12 @@ Ran all test suites.`;
     expect(countTests(' Test Files  3 passed (3)\n      Tests  12 passed (12)\n')).toEqual({ framework: 'vitest', total: 12, failed: 0, passed: 12 });
   });
 
+  it('uvu (its total leaves skipped tests out)', () => {
+    // `npx uvu test` (0.5.6) with one passing, one failing and one skipped test.
+    const output = '\n\n  Total:     2\x1b[31m\n  Passed:    1\x1b[39m\n  Skipped:   \x1b[33m1\x1b[39m\n  Duration:  1.59ms\n\n';
+    expect(countTests(output)).toEqual({ framework: 'uvu', total: 3, failed: 1, passed: 1 });
+  });
+
   it('mocha', () => {
     const output = `
   math

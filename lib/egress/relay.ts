@@ -1,0 +1,272 @@
+/**
+ * The worker's end of the egress relay. A sandbox has no network; for the length of one phase
+ * (setup hooks, an agent session, a check) a relay process inside it listens on loopback, and each
+ * connection made to it travels over a Docker exec stream to here. Here the policy decides: an HTTP
+ * proxy request (CONNECT host:port, or an absolute http:// URL) to an allowed destination is connected
+ * from the worker; anything else is answered at once with 403 and a message naming the destination and
+ * the policy key. Every connection is recorded (phase, destination, bytes, allowed or refused): never
+ * paths, headers or payloads. Works with a remote Docker engine: no ports, no network namespaces.
+ */
+import { lookup } from 'node:dns/promises';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import { PassThrough, type Duplex } from 'node:stream';
+import type Docker from 'dockerode';
+import { pack } from 'tar-stream';
+import type { EgressPhase, ResolvedEgress } from './policy.ts';
+import { policyKey } from './policy.ts';
+
+const OPEN = 1;
+const DATA = 2;
+const CLOSE = 3;
+const HEAD_LIMIT = 16 * 1024;
+/** Where the relay script and the worker's CA bundle go in a sandbox (root's, readable by all). */
+export const RELAY_DIR = '/cadenza-egress';
+const SCRIPT = readFileSync(new URL('./relay-in-sandbox.cjs', import.meta.url));
+
+export interface EgressRecord {
+  phase: EgressPhase;
+  /** host:port as the client asked for it. */
+  destination: string;
+  allowed: boolean;
+  /** Why it was refused, or which allowed entry it matched. */
+  reason: string;
+  bytesOut: number;
+  bytesIn: number;
+  durationMs: number;
+}
+
+export interface RelaySession {
+  /** The environment that points the phase's commands at the relay (proxy variables, registries, CA bundle). */
+  env: Record<string, string>;
+  /** Refusal messages since the last call, for the output of the command that caused them. */
+  takeRefusals(): string[];
+  /** Stops the relay and returns what went through it. */
+  stop(): Promise<EgressRecord[]>;
+}
+
+const isPrivate = (address: string): boolean => {
+  if (net.isIPv6(address)) {
+    const lower = address.toLowerCase();
+    if (lower.startsWith('::ffff:')) return isPrivate(lower.slice(7));
+    return lower === '::1' || lower === '::' || lower.startsWith('fc') || lower.startsWith('fd') || lower.startsWith('fe80');
+  }
+  const [a = 0, b = 0] = address.split('.').map(Number);
+  return a === 127 || a === 10 || a === 0 || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168) || (a === 169 && b === 254);
+};
+
+/** The first request on a proxy connection: where it wants to go and what to send there first. */
+function parseHead(head: string): { host: string; port: number; tunnel: boolean; firstBytes: string } | null {
+  const [requestLine = '', ...rest] = head.split('\r\n');
+  const [method = '', target = '', version = 'HTTP/1.1'] = requestLine.split(' ');
+  if (method === 'CONNECT') {
+    const match = /^\[?([^\]]+?)\]?:(\d+)$/.exec(target);
+    return match ? { host: match[1]!.toLowerCase(), port: Number(match[2]), tunnel: true, firstBytes: '' } : null;
+  }
+  let url: URL;
+  try {
+    url = new URL(target);
+  } catch {
+    return null;
+  }
+  if (url.protocol !== 'http:') return null;
+  // Origin-form towards the server, one request per connection.
+  const headers = rest.filter((line) => line && !/^(proxy-connection|connection|keep-alive):/i.test(line));
+  const firstBytes = [`${method} ${url.pathname}${url.search} ${version}`, ...headers, 'Connection: close', '', ''].join('\r\n');
+  return { host: url.hostname.toLowerCase(), port: Number(url.port || 80), tunnel: false, firstBytes };
+}
+
+/** A policy entry matching `host:port`: `name`, `*.suffix`, with `:port` or else ports 443 and 80. */
+function matchingEntry(host: string, port: number, hosts: string[]): string | null {
+  for (const entry of hosts) {
+    const [pattern = '', entryPort] = entry.split(/:(?=\d+$)/);
+    const portOk = entryPort ? Number(entryPort) === port : port === 443 || port === 80;
+    const hostOk = pattern.startsWith('*.') ? host.endsWith(pattern.slice(1)) && host.length > pattern.length - 1 : host === pattern;
+    if (portOk && hostOk) return entry;
+  }
+  return null;
+}
+
+function frame(type: number, id: number, payload?: Buffer): Buffer {
+  const header = Buffer.alloc(9);
+  header[0] = type;
+  header.writeUInt32BE(id, 1);
+  header.writeUInt32BE(payload ? payload.length : 0, 5);
+  return payload ? Buffer.concat([header, payload]) : header;
+}
+
+/**
+ * Starts a relay in `container` for `phase` under `policy`, as root (the agent's user cannot stop
+ * it). Resolves once it listens.
+ */
+export async function startRelay(docker: Docker, container: string, phase: EgressPhase, policy: ResolvedEgress, port = relayPort()): Promise<RelaySession> {
+  const rule = policy.phases[phase];
+  const files = pack();
+  files.entry({ name: RELAY_DIR.slice(1), type: 'directory', mode: 0o755, uid: 0, gid: 0 });
+  files.entry({ name: `${RELAY_DIR.slice(1)}/relay.cjs`, mode: 0o644, uid: 0, gid: 0 }, SCRIPT);
+  if (policy.caBundle) files.entry({ name: `${RELAY_DIR.slice(1)}/ca.pem`, mode: 0o644, uid: 0, gid: 0 }, policy.caBundle);
+  files.finalize();
+  await docker.getContainer(container).putArchive(files as unknown as NodeJS.ReadableStream, { path: '/' });
+  const exec = await docker.getContainer(container).exec({
+    Cmd: ['node', `${RELAY_DIR}/relay.cjs`, String(port)],
+    User: 'root',
+    AttachStdin: true,
+    AttachStdout: true,
+    AttachStderr: true,
+  });
+  const stream = (await exec.start({ hijack: true, stdin: true })) as Duplex;
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  docker.modem.demuxStream(stream, stdout, stderr);
+
+  const records: EgressRecord[] = [];
+  const refusals: string[] = [];
+  /** A connection collects its request head, then waits for the decision (queueing what comes), then flows. */
+  interface Connection { head: Buffer<ArrayBufferLike>; deciding: boolean; queued: Buffer[]; upstream?: net.Socket; record?: EgressRecord; started: number }
+  const connections = new Map<number, Connection>();
+  const toSandbox = (type: number, id: number, payload?: Buffer) => {
+    if (!stream.destroyed) stream.write(frame(type, id, payload));
+  };
+
+  const refuse = (id: number, destination: string, reason: string, started: number) => {
+    const message = `Cadenza refused egress to ${destination} during ${phase}: ${reason}. To allow it, add it to ${policyKey(phase)} in WORKFLOW.md (now: ${rule.describe}).`;
+    refusals.push(message);
+    records.push({ phase, destination, allowed: false, reason, bytesOut: 0, bytesIn: 0, durationMs: Date.now() - started });
+    const body = `${message}\n`;
+    toSandbox(DATA, id, Buffer.from(`HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Cadenza-Egress: refused\r\nConnection: close\r\n\r\n${body}`));
+    toSandbox(CLOSE, id);
+    connections.delete(id);
+  };
+
+  const decide = async (id: number) => {
+    const connection = connections.get(id)!;
+    const text = connection.head.toString('latin1');
+    const end = text.indexOf('\r\n\r\n');
+    const request = parseHead(text.slice(0, end));
+    if (!request) return refuse(id, 'an unreadable request', 'only HTTP proxy requests (CONNECT host:port, or http:// URLs) go through the relay', connection.started);
+    const destination = `${request.host}:${request.port}`;
+    if (rule.hosts === 'none') return refuse(id, destination, `${policyKey(phase)} is none`, connection.started);
+    const entry = matchingEntry(request.host, request.port, rule.hosts);
+    if (!entry) return refuse(id, destination, 'not an allowed destination', connection.started);
+    let address: string;
+    try {
+      const addresses = await lookup(request.host, { all: true });
+      if (addresses.some((found) => isPrivate(found.address))) return refuse(id, destination, `it resolves to a loopback or private address (${addresses.map((found) => found.address).join(', ')})`, connection.started);
+      address = addresses[0]!.address;
+    } catch (error) {
+      return refuse(id, destination, `the worker cannot resolve it (${(error as Error).message})`, connection.started);
+    }
+    const record: EgressRecord = { phase, destination, allowed: true, reason: `allowed by ${rule.labelOf(entry)}`, bytesOut: 0, bytesIn: 0, durationMs: 0 };
+    records.push(record);
+    connection.record = record;
+    const upstream = net.connect({ host: address, port: request.port });
+    connection.upstream = upstream;
+    const rest = connection.head.subarray(end + 4);
+    upstream.on('connect', () => {
+      if (request.tunnel) toSandbox(DATA, id, Buffer.from('HTTP/1.1 200 Connection established\r\n\r\n'));
+      else upstream.write(request.firstBytes);
+      for (const chunk of [rest, ...connection.queued.splice(0)]) {
+        if (!chunk.length) continue;
+        record.bytesOut += chunk.length;
+        upstream.write(chunk);
+      }
+      connection.deciding = false;
+    });
+    upstream.on('data', (chunk: Buffer) => {
+      record.bytesIn += chunk.length;
+      toSandbox(DATA, id, chunk);
+    });
+    const finish = () => {
+      if (!connections.has(id)) return;
+      record.durationMs = Date.now() - connection.started;
+      connections.delete(id);
+      toSandbox(CLOSE, id);
+    };
+    upstream.on('close', finish);
+    upstream.on('error', (error) => {
+      record.reason += `; the connection failed: ${error.message}`;
+      finish();
+    });
+  };
+
+  let pending: Buffer<ArrayBufferLike> = Buffer.alloc(0);
+  stdout.on('data', (chunk: Buffer) => {
+    pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+    while (pending.length >= 9) {
+      const length = pending.readUInt32BE(5);
+      if (pending.length < 9 + length) break;
+      const type = pending[0]!;
+      const id = pending.readUInt32BE(1);
+      const payload = pending.subarray(9, 9 + length);
+      pending = pending.subarray(9 + length);
+      if (type === OPEN) {
+        connections.set(id, { head: Buffer.alloc(0), deciding: false, queued: [], started: Date.now() });
+        continue;
+      }
+      const connection = connections.get(id);
+      if (!connection) continue;
+      if (type === CLOSE) {
+        connection.upstream?.end();
+        if (connection.record) connection.record.durationMs = Date.now() - connection.started;
+        connections.delete(id);
+      } else if (connection.deciding) {
+        connection.queued.push(Buffer.from(payload));
+      } else if (connection.upstream) {
+        if (connection.record) connection.record.bytesOut += payload.length;
+        connection.upstream.write(payload);
+      } else {
+        connection.head = Buffer.concat([connection.head, payload]);
+        if (connection.head.includes('\r\n\r\n')) {
+          connection.deciding = true;
+          void decide(id).catch((error: Error) => refuse(id, 'a destination', `the relay failed: ${error.message}`, connection.started));
+        } else if (connection.head.length > HEAD_LIMIT) {
+          refuse(id, 'an unreadable request', `its request head is larger than ${HEAD_LIMIT} bytes`, connection.started);
+        }
+      }
+    }
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    let said = '';
+    const onData = (chunk: Buffer) => {
+      said += chunk.toString('utf8');
+      if (said.includes('cadenza-relay-listening')) {
+        stderr.off('data', onData);
+        resolve();
+      } else if (said.includes('cadenza-relay-error')) {
+        reject(new Error(`the egress relay could not start in ${container}: ${said.trim()}`));
+      }
+    };
+    stderr.on('data', onData);
+    stream.on('end', () => reject(new Error(`the egress relay in ${container} ended before it listened (is node in the sandbox image?): ${said.trim()}`)));
+  });
+
+  return {
+    env: relayEnv(port, policy),
+    takeRefusals: () => refusals.splice(0),
+    async stop() {
+      for (const connection of connections.values()) connection.upstream?.destroy();
+      stream.end();
+      stream.destroy();
+      return records;
+    },
+  };
+}
+
+/** A loopback port for a relay (the sandbox's own loopback: nothing else listens there). */
+export const relayPort = () => 20_000 + Math.floor(Math.random() * 40_000);
+
+/** The environment that points a phase's commands at a relay on `port`: proxy variables, registries, CA bundle. */
+export function relayEnv(port: number, policy: ResolvedEgress): Record<string, string> {
+  const proxy = `http://127.0.0.1:${port}`;
+  return {
+    HTTP_PROXY: proxy, HTTPS_PROXY: proxy, http_proxy: proxy, https_proxy: proxy,
+    NO_PROXY: 'localhost,127.0.0.1,::1', no_proxy: 'localhost,127.0.0.1,::1',
+    npm_config_proxy: proxy, npm_config_https_proxy: proxy,
+    ...policy.sandboxEnv,
+    ...(policy.caBundle ? {
+      NODE_EXTRA_CA_CERTS: `${RELAY_DIR}/ca.pem`, SSL_CERT_FILE: `${RELAY_DIR}/ca.pem`, REQUESTS_CA_BUNDLE: `${RELAY_DIR}/ca.pem`,
+      PIP_CERT: `${RELAY_DIR}/ca.pem`, npm_config_cafile: `${RELAY_DIR}/ca.pem`, GIT_SSL_CAINFO: `${RELAY_DIR}/ca.pem`, CURL_CA_BUNDLE: `${RELAY_DIR}/ca.pem`,
+    } : {}),
+  };
+}
