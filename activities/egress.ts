@@ -5,7 +5,7 @@
 import type Docker from 'dockerode';
 import { git } from '../lib/git.ts';
 import type { ContractSettings } from '../lib/contract/index.ts';
-import { detectEcosystems, policyKey, resolveEgress, type EgressPhase, type Ecosystem, type Registry, type ResolvedEgress } from '../lib/egress/policy.ts';
+import { detectEcosystems, isEcosystem, policyKey, resolveEgress, type EgressPhase, type Ecosystem, type Registry, type ResolvedEgress } from '../lib/egress/policy.ts';
 import { hostCaBundle, hostRegistry } from '../lib/egress/registries.ts';
 import { relayEnv, relayPort, startRelay, type EgressRecord, type RelaySession } from '../lib/egress/relay.ts';
 import { sandboxKey } from '../lib/sandbox/names.ts';
@@ -18,13 +18,13 @@ const egressPointer = (workflowId: string) => `egress-${sandboxKey(workflowId)}`
 
 /** The run's egress policy on this worker: ecosystems detected in the base branch, registries as this worker's package managers have them. */
 export async function runEgress(deps: ActivityDeps, contract: ContractSettings): Promise<ResolvedEgress> {
-  const { egress, } = contract.config.sandbox;
+  const { egress } = contract.config.sandbox;
   if (!egress) return resolveEgress({ setup: 'none', agent: 'none', checks: 'none' }, [], () => ({ hosts: [], env: {} }), null);
   const mirror = deps.mirrors.get(contract.config.repo.url);
   const detected = egress.setup === null
     ? detectEcosystems((await git(mirror.dir, ['ls-tree', '--name-only', `refs/heads/${contract.config.repo.baseBranch}`], { allowFail: true })).split('\n'))
     : [];
-  const named = new Set<Ecosystem>([...detected, ...[egress.setup ?? [], egress.agent, egress.checks].flatMap((entries) => (entries === 'none' ? [] : entries)).filter((entry): entry is Ecosystem => ['npm', 'pypi', 'crates', 'go', 'maven', 'debian'].includes(entry))]);
+  const named = new Set<Ecosystem>([...detected, ...[egress.setup ?? [], egress.agent, egress.checks].flatMap((entries) => (entries === 'none' ? [] : entries)).filter(isEcosystem)]);
   const registries = new Map<Ecosystem, Registry | Error>();
   for (const ecosystem of named) registries.set(ecosystem, await hostRegistry(ecosystem).catch((error: Error) => error));
   const lookup = (ecosystem: Ecosystem): Registry => {
