@@ -22,6 +22,7 @@ import { stateDir } from '../infra/paths.ts';
 import { sleep, waitFor } from '../infra/process.ts';
 import { obtainDockerEngine, obtainSandboxImage, startServer } from '../infra/setup.ts';
 import { defaultServerOptions, stopDevServer, temporalAnswers } from '../infra/temporal.ts';
+import { ArtifactStore } from '../lib/artifacts.ts';
 import { ContractError, loadContract, type Contract } from '../lib/contract/index.ts';
 import { seedDemo } from '../lib/demo.ts';
 import { approve, issueHandle, issueStatus, reject, startIssue } from '../lib/issue-client.ts';
@@ -40,6 +41,8 @@ commands:
   approve IDENTIFIER --by NAME [--comment TEXT] [--commit SHA]  let a run waiting in AwaitingApproval land (--commit: refused unless it is the head shown in the proof)
   reject IDENTIFIER --by NAME --feedback TEXT    send it back for another round with feedback
   start IDENTIFIER [--again]                     start an issue's run now (--again: after an earlier run ended)
+  show IDENTIFIER [walkthrough|diff|checks|egress|summary]
+                                                 print the latest proof's evidence from the artifact store (default walkthrough)
   list                                           open and recent issue workflows
   down                                           stop the Temporal dev server that up started
 
@@ -71,6 +74,7 @@ const COMMANDS: Record<string, { flags: Flag[]; positionals: [min: number, max: 
   approve: { flags: ['workflow', 'address', 'by', 'comment', 'commit'], positionals: [1, 1] },
   reject: { flags: ['workflow', 'address', 'by', 'feedback'], positionals: [1, 1] },
   start: { flags: ['workflow', 'address', 'again'], positionals: [1, 1] },
+  show: { flags: ['workflow', 'address'], positionals: [1, 2] },
   list: { flags: ['workflow', 'address'], positionals: [0, 0] },
   down: { flags: [], positionals: [0, 0] },
 };
@@ -439,6 +443,48 @@ function phaseNote(status: IssueStatus, identifier: string): string {
 }
 
 // ---------------------------------------------------------------------------------------------
+// show
+
+const EVIDENCE = ['walkthrough', 'diff', 'checks', 'egress', 'summary'] as const;
+
+/** Prints the latest proof's evidence from this machine's artifact store (the worker's state folder). */
+async function showEvidence(flags: Flags, identifier: string, what = 'walkthrough'): Promise<void> {
+  const address = addressOf(flags);
+  const { client, connection } = await connect(address);
+  let status: IssueStatus;
+  try {
+    const handle = issueHandle(client, trackerKind(flags), identifier);
+    await handle.describe().catch((error: unknown) => {
+      if (error instanceof WorkflowNotFoundError) throw notFound(identifier, handle.workflowId, address);
+      throw error;
+    });
+    status = await withWorker(connection, 10_000, () => issueStatus(handle));
+  } finally {
+    await connection.close();
+  }
+  const proof = status.proof.at(-1);
+  if (!proof) throw new InfraError(`${identifier} has no proof yet (phase ${status.phase}, round ${status.round}).`, `wait for Verifying to finish; \`npx cadenza status ${identifier}\` shows where it is.`);
+  const artifacts = new ArtifactStore(path.join(stateDir(), 'artifacts'));
+  const text = async (ref: string) => artifacts.getText(ref).catch(() => {
+    throw new InfraError(`the artifact ${ref} is not in ${path.join(stateDir(), 'artifacts')}.`, 'run `cadenza show` where the worker keeps its state, or set CADENZA_STATE_DIR to that folder.');
+  });
+  if (what === 'walkthrough') out(await text(proof.walkthrough.ref));
+  if (what === 'summary') out(await text(proof.summary.ref));
+  if (what === 'diff') out(await text(proof.diff.ref));
+  if (what === 'checks') {
+    for (const check of [...proof.checks, ...(proof.baseTests ?? [])]) out(`=== ${check.name}: ${check.passed ? 'passed' : 'FAILED'} (exit ${check.exitCode})\n${await text(check.output.ref)}`);
+  }
+  if (what === 'egress') {
+    if (!proof.egress) {
+      out('Nothing left the sandboxes of this run.');
+      return;
+    }
+    const records = JSON.parse(await text(proof.egress.log.ref)) as Array<{ phase: string; destination: string; allowed: boolean; reason: string; bytesIn: number; bytesOut: number }>;
+    table(['PHASE', 'DESTINATION', 'DECISION', 'BYTES IN', 'BYTES OUT', 'WHY'], records.map((r) => [r.phase, r.destination, r.allowed ? 'allowed' : 'REFUSED', String(r.bytesIn), String(r.bytesOut), r.reason]));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // status, list
 
 async function status(flags: Flags, identifier: string | undefined): Promise<void> {
@@ -623,6 +669,10 @@ async function main(argv: string[]): Promise<void> {
       stringFlag(parsed.flags, 'by', parsed.command, 'NAME (who decides)');
       if (parsed.command === 'reject') stringFlag(parsed.flags, 'feedback', 'reject', 'TEXT (what the agent should change)');
     }
+    const evidence = parsed.command === 'show' ? parsed.args[1] : undefined;
+    if (evidence !== undefined && !(EVIDENCE as readonly string[]).includes(evidence)) {
+      throw new UsageError(`show: unknown evidence "${evidence}"; choose one of ${EVIDENCE.join(', ')}`);
+    }
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
     process.stderr.write(`cadenza: ${error.message}\n\n${USAGE}`);
@@ -644,6 +694,8 @@ async function main(argv: string[]): Promise<void> {
       return startOne(flags, args[0]!);
     case 'list':
       return list(flags);
+    case 'show':
+      return showEvidence(flags, args[0]!, args[1]);
     case 'down':
       return down();
   }

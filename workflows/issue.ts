@@ -44,6 +44,7 @@ import {
   type ProofCheck,
   type ProofResult,
   type RejectLanding,
+  type TrackerUpdate,
 } from './definitions.ts';
 
 /** Why a decision payload is not acceptable, or null when it is. */
@@ -57,6 +58,16 @@ function invalidDecision(kind: 'approveLanding' | 'rejectLanding', payload: unkn
     return 'approveLanding "commit" must be the head commit being approved: its id or a prefix of at least 7 hex digits';
   }
   return null;
+}
+
+/** Why a trackerUpdate payload is not acceptable, or null when it is. */
+function invalidTrackerUpdate(payload: unknown): string | null {
+  const value = payload as Partial<TrackerUpdate> | null;
+  const shape = 'trackerUpdate expects { "state": "<tracker state>", "comments": [{ "id", "author", "body" }] }';
+  if (typeof value !== 'object' || value === null || typeof value.state !== 'string' || !value.state.trim()) return `${shape}; "state" must be a non-empty string`;
+  if (!Array.isArray(value.comments)) return `${shape}; "comments" must be a list`;
+  const bad = value.comments.findIndex((c) => typeof c !== 'object' || c === null || typeof c.id !== 'string' || typeof c.author !== 'string' || typeof c.body !== 'string');
+  return bad >= 0 ? `${shape}; comments[${bad}] needs string id, author and body` : null;
 }
 
 /** Why an approval that names a commit does not approve `head`, or null when it does (or names none). */
@@ -141,6 +152,12 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
   };
   setHandler(statusQuery, () => status);
   setHandler(trackerUpdateSignal, (update) => {
+    // A malformed one (sent by hand) would fail the workflow task and wedge the run: record it, ignore it.
+    const problem = invalidTrackerUpdate(update);
+    if (problem) {
+      status.lastError = problem;
+      return;
+    }
     status.trackerState = update.state;
     const paused = !keepsRunning.has(update.state.toLowerCase());
     if (paused && !status.paused) agentScope?.cancel();

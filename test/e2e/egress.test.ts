@@ -189,6 +189,9 @@ describe('egress through the relay', () => {
         expect(proof.egress).toMatchObject({ refused: expect.any(Number), allowed: expect.any(Number) });
         const summary = await world.wired.deps.artifacts.getText(proof.summary.ref);
         expect(summary).toContain('setup: REFUSED example.com:443');
+        const shown = await world.cli(['show', id, 'egress']);
+        expect(shown.stdout).toMatch(/PHASE\s+DESTINATION\s+DECISION/);
+        expect(shown.stdout).toMatch(new RegExp(`checks\\s+localhost:${hostServicePort}\\s+REFUSED`));
         await handle.cancel();
       });
     });

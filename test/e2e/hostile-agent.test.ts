@@ -97,6 +97,13 @@ describe('a hostile agent cannot land what the approver did not see', () => {
       const mirror = world.wired.deps.mirrors.get(world.contract.config.repo.url);
       const { stdout } = await run('git', ['diff', '--no-ext-diff', '--no-textconv', '--binary', '-M', base, proof.headCommit], { cwd: mirror.dir, env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null' } });
       expect(diff.trim()).toBe(stdout.trim());
+      // The approver reads the same with `cadenza show`, and the walkthrough names the new file with its status.
+      const shown = await world.cli(['show', id, 'diff']);
+      expect(shown.stdout.trim()).toBe(diff.trim());
+      expect((await world.cli(['show', id])).stdout).toContain('- added src/backdoor.js');
+      const wrong = await world.cli(['show', id, 'everything']);
+      expect(wrong.code).toBe(2);
+      expect(wrong.stderr).toContain('show: unknown evidence "everything"; choose one of walkthrough, diff, checks, egress, summary');
       await handle.cancel();
     });
   });

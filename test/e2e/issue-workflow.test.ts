@@ -3,7 +3,7 @@ import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { dockerClient } from '../../infra/docker.ts';
 import { approve, issueStatus, reject } from '../../lib/issue-client.ts';
 import { containerName, volumeName } from '../../lib/sandbox/names.ts';
-import { approveLandingSignal, rejectLandingSignal } from '../../workflows/definitions.ts';
+import { approveLandingSignal, rejectLandingSignal, trackerUpdateSignal } from '../../workflows/definitions.ts';
 import { startFlakyProxy, type FlakyProxy } from '../fakes/flaky-proxy.ts';
 import { World, historyText, sh } from '../helpers/world.ts';
 import { SHOUT } from '../fixtures/scripts.ts';
@@ -166,6 +166,9 @@ describe('rounds: failed proof, rejection, cancellation, confinement', () => {
       // Not waiting for approval yet: the Update validator refuses, the signal is recorded and ignored.
       await expect(approve(handle, 'mallory')).rejects.toThrow(WorkflowUpdateFailedError);
       await expect(approve(handle, 'mallory')).rejects.toMatchObject({ cause: { message: expect.stringContaining('only accepted while the run is in AwaitingApproval; it is in Working') } });
+      // A malformed tracker update (sent by hand) is recorded and ignored; the run goes on.
+      await handle.signal(trackerUpdateSignal, { state: 42, comments: 'none' } as never);
+      await world.waitUntil(async () => Boolean((await issueStatus(handle)).lastError?.startsWith('trackerUpdate expects')), 'the bad tracker update is recorded', 10_000);
       await handle.signal(approveLandingSignal, { by: 'mallory' });
       await handle.signal(rejectLandingSignal, { by: 'mallory' } as never);
 

@@ -199,6 +199,14 @@ export class World {
     }
   }
 
+  /** Runs the `cadenza` CLI against this world: its contract, its state folder, its Temporal server. */
+  async cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    return run(path.join(projectRoot, 'node_modules/.bin/tsx'), ['workers/cli.ts', ...args, '--workflow', this.workflowFile], {
+      cwd: projectRoot,
+      env: { ...process.env, CADENZA_STATE_DIR: this.state, CADENZA_TEMPORAL_ADDRESS: this.temporalAddress, OPENAI_API_KEY: '' },
+    });
+  }
+
   remoteLog(branch = 'main'): Promise<string> {
     return sh(this.remote, `git log --format='%H %s%n%b' ${branch}`);
   }
