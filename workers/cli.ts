@@ -541,7 +541,11 @@ async function statusOf(client: Client, connection: Connection, kind: string, id
     const result = await handle.result().then((r) => r as IssueWorkflowResult, (error: Error) => error);
     if (result instanceof Error) out(`  last error  ${oneLine(errorText(result), 200)}`);
     else {
-      out(`  rounds      ${result.rounds}\n  tokens      ${result.tokens.total}\n  landed      ${result.landedCommit ?? '-'}`);
+      out(`  round       ${result.rounds}${result.turns !== undefined ? `\n  turns       ${result.turns}` : ''}`);
+      out(`  tokens      ${result.tokens.total} (input ${result.tokens.input}, output ${result.tokens.output})`);
+      if (result.model) out(`  model       ${result.model}`);
+      if (result.headCommit) out(`  approved    ${result.headCommit}`);
+      out(`  landed      ${result.landedCommit ?? '-'}`);
       if (result.pullRequest) out(`  pull req.   #${result.pullRequest.number} ${result.pullRequest.url}`);
     }
     return;

@@ -190,4 +190,8 @@ export interface IssueWorkflowResult {
   pullRequest?: PullRequestRef;
   rounds: number;
   tokens: TokenUsage;
+  /** Agent turns over all rounds, the model, and the approved head (absent in results of runs from before). */
+  turns?: number;
+  model?: string | null;
+  headCommit?: string;
 }

@@ -517,7 +517,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
           `Opened pull request #${number} for ${issue.identifier}: ${url} (\`${branch}\` into \`${config.landing.targetBranch}\`, head \`${landed.commit}\`)${approval}. The required checks passed on it merged into \`${config.landing.targetBranch}\`.`,
         );
         setPhase('Done', `Pull request #${number} opened: ${url}`);
-        return { phase: 'Done', landedCommit: null, pullRequest: status.pullRequest, rounds: round, tokens: status.tokens };
+        return { phase: 'Done', landedCommit: null, pullRequest: status.pullRequest, rounds: round, tokens: status.tokens, turns: status.turns, model: status.model, headCommit: landed.commit };
       }
       status.landedCommit = landed.commit;
       await moveAndComment(
@@ -525,7 +525,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
         `Landed ${issue.identifier} as commit \`${landed.commit}\` on \`${config.landing.targetBranch}\` of ${config.repo.url}${approval}.`,
       );
       setPhase('Done', `Landed as ${landed.commit}`);
-      return { phase: 'Done', landedCommit: landed.commit, rounds: round, tokens: status.tokens };
+      return { phase: 'Done', landedCommit: landed.commit, rounds: round, tokens: status.tokens, turns: status.turns, model: status.model, headCommit };
     }
   } catch (error) {
     if (error instanceof ContinueAsNew) throw error;

@@ -82,6 +82,12 @@ describe('egress through the relay', () => {
         // Installed dependencies are never part of the work.
         expect(await sh(world.remote, 'git ls-tree -r --name-only main')).not.toContain('node_modules');
       });
+      // With no worker running, `cadenza status` reads the finished run's full figures from its result.
+      const status = await world.cli(['status', id]);
+      expect(status.stdout).toMatch(/turns\s+5\n/);
+      expect(status.stdout).toMatch(/tokens\s+\d+ \(input \d+, output \d+\)/);
+      expect(status.stdout).toContain('model       scripted (gpt-4.1)');
+      expect(status.stdout).toMatch(/approved\s+[0-9a-f]{40}\n\s+landed\s+[0-9a-f]{40}/);
     } finally {
       await world.close();
     }
