@@ -4,7 +4,7 @@
  */
 import type OpenAI from 'openai';
 import { WorkspaceError, inWorkspace, readWorkspaceFile, sh, writeWorkspaceFile, type Sandbox } from '../lib/sandbox/workspace.ts';
-import type { PhaseEgress } from './egress.ts';
+import type { PhaseEgress } from '../lib/egress/relay.ts';
 
 const SHELL_DEFAULT_TIMEOUT_MS = 120_000;
 const SHELL_MAX_TIMEOUT_MS = 600_000;

@@ -7,7 +7,7 @@ import { git } from '../lib/git.ts';
 import type { ContractSettings } from '../lib/contract/index.ts';
 import { detectEcosystems, isEcosystem, policyKey, resolveEgress, type EgressPhase, type Ecosystem, type Registry, type ResolvedEgress } from '../lib/egress/policy.ts';
 import { hostCaBundle, hostRegistry } from '../lib/egress/registries.ts';
-import { relayEnv, relayPort, startRelay, type EgressRecord, type RelaySession } from '../lib/egress/relay.ts';
+import { proxyEnv, relayEnv, relayPort, startRelay, type EgressRecord, type PhaseEgress, type RelaySession } from '../lib/egress/relay.ts';
 import { sandboxKey } from '../lib/sandbox/names.ts';
 import type { ActivityDeps } from './deps.ts';
 
@@ -36,14 +36,6 @@ export async function runEgress(deps: ActivityDeps, contract: ContractSettings):
   return resolveEgress(egress, detected, lookup, anyAllowed ? await hostCaBundle() : null);
 }
 
-export interface PhaseEgress {
-  env: Record<string, string>;
-  /** Resolves once the relay listens; await it before a command runs. */
-  ready(): Promise<void>;
-  /** What to tell after a command with this `output`: a line per connection the relay refused meanwhile (or that the phase has no egress); '' when nothing. */
-  notes(output: string): string;
-}
-
 /**
  * Runs `body` with the phase's egress: a relay when the phase may reach something (or with `relay`
  * always, so that each refusal is answered, told and logged), else proxy settings that fail at once.
@@ -53,7 +45,7 @@ export async function withEgress<T>(deps: ActivityDeps, docker: Docker, containe
   if (policy.phases[phase].hosts === 'none' && !always) {
     const note = `[cadenza] nothing may leave the sandbox during ${phase} (${policyKey(phase)} is none); connections through the proxy ${CLOSED_PROXY} are refused. To allow a destination, list it in ${policyKey(phase)} in WORKFLOW.md.`;
     return body({
-      env: { HTTP_PROXY: CLOSED_PROXY, HTTPS_PROXY: CLOSED_PROXY, http_proxy: CLOSED_PROXY, https_proxy: CLOSED_PROXY, NO_PROXY: 'localhost,127.0.0.1,::1', no_proxy: 'localhost,127.0.0.1,::1', npm_config_proxy: CLOSED_PROXY, npm_config_https_proxy: CLOSED_PROXY, npm_config_fetch_retries: '0', PIP_RETRIES: '0' },
+      env: { ...proxyEnv(CLOSED_PROXY), npm_config_fetch_retries: '0', PIP_RETRIES: '0' },
       ready: async () => undefined,
       notes: (output) => (output.includes('127.0.0.1:9') ? `\n${note}\n` : ''),
     });

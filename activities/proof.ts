@@ -125,8 +125,7 @@ export function createProofActivities(deps: ActivityDeps) {
     }
     let protectedChanged: string[] | undefined;
     if (input.baseCommit) {
-      const { raw } = await mirror.evidence(input.baseCommit, headCommit, { rawOnly: true });
-      protectedChanged = protectedChanges(parseRawDiff(raw), protectedPaths(contract)).filter((change) => change.status !== 'added').map((change) => change.from ?? change.path);
+      protectedChanged = protectedChanges(parseRawDiff(await mirror.rawChanges(input.baseCommit, headCommit)), protectedPaths(contract)).filter((change) => change.status !== 'added').map((change) => change.from ?? change.path);
     }
     return { headCommit, committed: exported.committed, stoppedProcesses, ...(protectedChanged ? { protectedChanged } : {}) };
   }

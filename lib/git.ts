@@ -120,18 +120,23 @@ export class RepoMirror {
    * What changed from `base` to `head`, seen by Cadenza's own git: no external diff, no textconv, no
    * configuration or attributes from the agent's repository.
    */
-  async evidence(base: string, head: string, { rawOnly = false } = {}): Promise<{ diff: string; stat: string; raw: string; log: string }> {
-    const range = [base, head];
-    const plain = ['--no-ext-diff', '--no-textconv', '--no-color', '-M'];
-    const opts = { hermetic: true };
-    if (rawOnly) return { diff: '', stat: '', log: '', raw: await git(this.dir, ['diff', ...plain, '--raw', '-z', '--no-abbrev', ...range], opts) };
+  async evidence(base: string, head: string): Promise<{ diff: string; stat: string; raw: string; log: string }> {
     const [diff, stat, raw, log] = await Promise.all([
-      git(this.dir, ['diff', ...plain, '--binary', ...range], opts),
-      git(this.dir, ['diff', ...plain, '--stat=200', ...range], opts),
-      git(this.dir, ['diff', ...plain, '--raw', '-z', '--no-abbrev', ...range], opts),
-      git(this.dir, ['log', '--no-color', '--format=%h %s', `${base}..${head}`], opts),
+      this.plainDiff(['--binary', base, head]),
+      this.plainDiff(['--stat=200', base, head]),
+      this.rawChanges(base, head),
+      git(this.dir, ['log', '--no-color', '--format=%h %s', `${base}..${head}`], { hermetic: true }),
     ]);
     return { diff, stat, raw, log };
+  }
+
+  /** The changed paths with modes and status (`git diff --raw -z`), for lib/proof/changes.ts. */
+  rawChanges(base: string, head: string): Promise<string> {
+    return this.plainDiff(['--raw', '-z', '--no-abbrev', base, head]);
+  }
+
+  private plainDiff(args: string[]): Promise<string> {
+    return git(this.dir, ['diff', '--no-ext-diff', '--no-textconv', '--no-color', '-M', ...args], { hermetic: true });
   }
 
   /**

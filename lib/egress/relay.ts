@@ -256,13 +256,28 @@ export async function startRelay(docker: Docker, container: string, phase: Egres
 /** A loopback port for a relay (the sandbox's own loopback: nothing else listens there). */
 export const relayPort = () => 20_000 + Math.floor(Math.random() * 40_000);
 
-/** The environment that points a phase's commands at a relay on `port`: proxy variables, registries, CA bundle. */
-export function relayEnv(port: number, policy: ResolvedEgress): Record<string, string> {
-  const proxy = `http://127.0.0.1:${port}`;
+/** What a phase's commands get: the environment that sends them through the phase's proxy, and what to tell after each. */
+export interface PhaseEgress {
+  env: Record<string, string>;
+  /** Resolves once the relay listens; await it before a command runs. */
+  ready(): Promise<void>;
+  /** What to tell after a command with this `output`: a line per connection refused meanwhile (or that the phase has no egress); '' when nothing. */
+  notes(output: string): string;
+}
+
+/** The proxy variables (and npm's own settings, which ignore them) that send a command's traffic to `proxy`. */
+export function proxyEnv(proxy: string): Record<string, string> {
   return {
     HTTP_PROXY: proxy, HTTPS_PROXY: proxy, http_proxy: proxy, https_proxy: proxy,
     NO_PROXY: 'localhost,127.0.0.1,::1', no_proxy: 'localhost,127.0.0.1,::1',
     npm_config_proxy: proxy, npm_config_https_proxy: proxy,
+  };
+}
+
+/** The environment that points a phase's commands at a relay on `port`: proxy variables, registries, CA bundle. */
+export function relayEnv(port: number, policy: ResolvedEgress): Record<string, string> {
+  return {
+    ...proxyEnv(`http://127.0.0.1:${port}`),
     ...policy.sandboxEnv,
     ...(policy.caBundle ? {
       NODE_EXTRA_CA_CERTS: `${RELAY_DIR}/ca.pem`, SSL_CERT_FILE: `${RELAY_DIR}/ca.pem`, REQUESTS_CA_BUNDLE: `${RELAY_DIR}/ca.pem`,

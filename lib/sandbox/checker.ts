@@ -5,6 +5,7 @@
  * whatever the check leaves running ends with it (and is reported).
  */
 import type Docker from 'dockerode';
+import type { PhaseEgress } from '../egress/relay.ts';
 import { runningProcesses, type SandboxLimits } from './container.ts';
 import type { ExecResult } from './exec.ts';
 import { CADENZA_DIR, prepareFreshContainer, withFreshContainer, type FreshOptions } from './fresh.ts';
@@ -32,12 +33,7 @@ export interface CheckerInput {
   egress: EgressScope;
 }
 
-export interface PhaseEnvironment {
-  env: Record<string, string>;
-  ready(): Promise<void>;
-  notes(output: string): string;
-}
-export type EgressScope = <T>(phase: 'setup' | 'checks', container: string, body: (egress: PhaseEnvironment) => Promise<T>) => Promise<T>;
+export type EgressScope = <T>(phase: 'setup' | 'checks', container: string, body: (egress: PhaseEgress) => Promise<T>) => Promise<T>;
 
 export interface CheckerResult {
   result: ExecResult;

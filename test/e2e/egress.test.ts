@@ -10,12 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { approve } from '../../lib/issue-client.ts';
 import { hostRegistry } from '../../lib/egress/registries.ts';
 import type { EgressRecord } from '../../lib/egress/relay.ts';
-import type { ScriptTurn } from '../../lib/scripted-model/index.ts';
+import { finish, shell, write } from '../fixtures/scripts.ts';
 import { World, sh } from '../helpers/world.ts';
 
-const shell = (command: string): ScriptTurn => ({ tool_calls: [{ name: 'run_shell', arguments: { command } }] });
-const write = (file: string, content: string): ScriptTurn => ({ tool_calls: [{ name: 'write_file', arguments: { path: file, content } }] });
-const finish = (summary: string): ScriptTurn => ({ tool_calls: [{ name: 'finish', arguments: { summary } }] });
 const NPM_PROJECT = fileURLToPath(new URL('../fixtures/egress-npm', import.meta.url));
 const PYPI_PROJECT = fileURLToPath(new URL('../fixtures/egress-pypi', import.meta.url));
 

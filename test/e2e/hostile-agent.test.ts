@@ -9,14 +9,10 @@ import { run } from '../../infra/process.ts';
 import { approve, issueStatus, startIssue } from '../../lib/issue-client.ts';
 import { containerName } from '../../lib/sandbox/names.ts';
 import { getFile } from '../../lib/sandbox/workspace.ts';
-import type { ScriptTurn } from '../../lib/scripted-model/index.ts';
 import { approveLandingSignal, WORKPAD_MARKER, type IssueStatus } from '../../workflows/definitions.ts';
-import { SHOUT } from '../fixtures/scripts.ts';
+import { SHOUT, finish, shell, write } from '../fixtures/scripts.ts';
 import { FAST, World, sh } from '../helpers/world.ts';
 
-const shell = (command: string) => ({ tool_calls: [{ name: 'run_shell', arguments: { command } }] });
-const write = (file: string, content: string) => ({ tool_calls: [{ name: 'write_file', arguments: { path: file, content } }] });
-const finish = (summary: string): ScriptTurn => ({ tool_calls: [{ name: 'finish', arguments: { summary } }] });
 /** SHOUT without its finish: the agent's honest-looking work. */
 const SHOUT_WORK = SHOUT.slice(0, -1);
 /** A bug in capitalize() that the demo's own tests catch. */
