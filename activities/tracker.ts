@@ -1,5 +1,7 @@
 /** Tracker write-back activities. Credentials come from the worker's environment, never from input. */
+import { ApplicationFailure } from '@temporalio/activity';
 import type { TrackerConfig } from '../lib/contract/index.ts';
+import { TrackerError } from '../lib/tracker/types.ts';
 import { WORKPAD_MARKER } from '../workflows/definitions.ts';
 import type { ActivityDeps } from './deps.ts';
 
@@ -13,10 +15,35 @@ export interface WorkpadInput {
   state?: string;
 }
 
+/**
+ * A tracker error as a Temporal failure: a rate limit retries no sooner than the tracker asked
+ * (Retry-After), an outage retries with backoff, and what a retry cannot fix (credentials, a missing
+ * issue, data the tracker refuses) fails at once with its stable name as the type.
+ */
+export function asTrackerFailure(error: unknown): unknown {
+  if (!(error instanceof TrackerError)) return error;
+  switch (error.code) {
+    case 'tracker_rate_limited':
+      return ApplicationFailure.create({ message: error.message, type: error.code, ...(error.retryAfterMs !== undefined ? { nextRetryDelay: error.retryAfterMs } : {}) });
+    case 'tracker_unavailable':
+      return ApplicationFailure.create({ message: error.message, type: error.code });
+    default:
+      return ApplicationFailure.create({ message: error.message, type: error.code, nonRetryable: true });
+  }
+}
+
+const mapped = async <T>(call: () => Promise<T>): Promise<T> => {
+  try {
+    return await call();
+  } catch (error) {
+    throw asTrackerFailure(error);
+  }
+};
+
 export function createTrackerActivities(deps: ActivityDeps) {
   return {
     async trackerSetState(input: { tracker: TrackerConfig; issueId: string; state: string }): Promise<void> {
-      await deps.tracker(input.tracker).setState(input.issueId, input.state);
+      await mapped(() => deps.tracker(input.tracker).setState(input.issueId, input.state));
     },
     /**
      * Creates or updates the issue's single workpad comment. `proofRef` (a stored proof summary) is
@@ -24,18 +51,22 @@ export function createTrackerActivities(deps: ActivityDeps) {
      * retried first write never creates a second one.
      */
     async updateWorkpad(input: WorkpadInput): Promise<string> {
-      const tracker = deps.tracker(input.tracker);
-      // The state first: a retry after a failed comment write sets it again, which changes nothing.
-      if (input.state) await tracker.setState(input.issueId, input.state);
-      const proof = input.proofRef ? await deps.artifacts.getText(input.proofRef) : '';
-      const body = input.body.replace('{{proof}}', proof);
-      let commentId = input.commentId;
-      if (!commentId) commentId = (await tracker.listComments(input.issueId)).find((comment) => comment.body.startsWith(WORKPAD_MARKER))?.id ?? null;
-      if (commentId) {
-        await tracker.updateComment(input.issueId, commentId, body);
-        return commentId;
-      }
-      return (await tracker.addComment(input.issueId, body)).id;
+      return mapped(() => writeWorkpad(input));
     },
   };
+
+  async function writeWorkpad(input: WorkpadInput): Promise<string> {
+    const tracker = deps.tracker(input.tracker);
+    // The state first: a retry after a failed comment write sets it again, which changes nothing.
+    if (input.state) await tracker.setState(input.issueId, input.state);
+    const proof = input.proofRef ? await deps.artifacts.getText(input.proofRef) : '';
+    const body = input.body.replace('{{proof}}', proof);
+    let commentId = input.commentId;
+    if (!commentId) commentId = (await tracker.listComments(input.issueId)).find((comment) => comment.body.startsWith(WORKPAD_MARKER))?.id ?? null;
+    if (commentId) {
+      await tracker.updateComment(input.issueId, commentId, body);
+      return commentId;
+    }
+    return (await tracker.addComment(input.issueId, body)).id;
+  }
 }

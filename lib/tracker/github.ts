@@ -565,7 +565,7 @@ export class GitHubTracker implements TrackerAdapter {
       (status === 403 && (remaining === '0' || retryAfter !== null || /rate limit/i.test(message)))
     ) {
       const kind = remaining === '0' ? 'rate limit' : 'secondary rate limit';
-      return says('tracker_rate_limited', `GitHub API ${kind} exceeded while ${what}; ${resetHint(headers)}`);
+      return new TrackerError('tracker_rate_limited', this.redact(`GitHub API ${kind} exceeded while ${what}; ${resetHint(headers)}`), waitMs(headers));
     }
     if (status === 403) {
       return says('tracker_auth_failed', `GitHub refused access while ${what} (403 ${message}); the token lacks permission for ${this.repository}`);
@@ -690,6 +690,20 @@ export function nextLink(header: string | null): string | null {
     if (rels.includes('next')) return match[1] as string;
   }
   return null;
+}
+
+/** How long GitHub asked us to wait: Retry-After (seconds or a date), else the rate limit's reset time. */
+function waitMs(headers: Headers): number | undefined {
+  const retryAfter = headers.get('retry-after')?.trim();
+  if (retryAfter) {
+    const seconds = Number(retryAfter);
+    if (Number.isFinite(seconds) && seconds >= 0) return Math.ceil(seconds * 1000);
+    const date = new Date(retryAfter).getTime();
+    if (!Number.isNaN(date)) return Math.max(0, date - Date.now());
+  }
+  const reset = Number(headers.get('x-ratelimit-reset'));
+  if (headers.get('x-ratelimit-reset') !== null && Number.isFinite(reset) && reset > 0) return Math.max(0, reset * 1000 - Date.now());
+  return undefined;
 }
 
 function resetHint(headers: Headers): string {

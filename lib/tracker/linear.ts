@@ -440,8 +440,8 @@ export class LinearTracker implements TrackerAdapter {
     const http = status ? ` (HTTP ${status})` : '';
 
     if (error instanceof RatelimitedLinearError || status === 429 || codes.includes('RATELIMITED')) {
-      const when = rateLimitHint(error);
-      return new TrackerError('tracker_rate_limited', `Linear API rate limit exceeded during ${operation}${http}${when}: ${detail}`);
+      const { hint, waitMs } = rateLimitHint(error);
+      return new TrackerError('tracker_rate_limited', `Linear API rate limit exceeded during ${operation}${http}${hint}: ${detail}`, waitMs);
     }
     const authTyped = types.includes('authentication error') || types.includes('forbidden') || codes.includes('AUTHENTICATION_ERROR') || codes.includes('FORBIDDEN');
     if (
@@ -580,8 +580,8 @@ function rawCode(raw: unknown): string | undefined {
   return typeof code === 'string' ? code : undefined;
 }
 
-/** "; retry after 60 s" / "; requests reset at <ISO>", from the SDK's parsed rate-limit headers. */
-function rateLimitHint(error: LinearError): string {
+/** "; retry after 60 s" / "; requests reset at <ISO>" and how long that is, from the SDK's parsed rate-limit headers. */
+function rateLimitHint(error: LinearError): { hint: string; waitMs?: number } {
   const headers = error.raw?.response?.headers;
   const header = (name: string): number | undefined => {
     const value = headers instanceof Headers ? headers.get(name) : undefined;
@@ -593,14 +593,19 @@ function rateLimitHint(error: LinearError): string {
   const requestsReset = limited?.requestsResetAt ?? header('x-ratelimit-requests-reset');
   const complexityReset = limited?.complexityResetAt ?? header('x-ratelimit-complexity-reset');
   const parts: string[] = [];
-  if (retryAfter !== undefined) parts.push(`retry after ${retryAfter} s`);
+  let waitMs: number | undefined;
+  if (retryAfter !== undefined) {
+    parts.push(`retry after ${retryAfter} s`);
+    waitMs = Math.max(0, Math.ceil(retryAfter * 1000));
+  }
   const reset = requestsReset ?? complexityReset;
   if (reset !== undefined) {
     // Linear sends epoch milliseconds; accept seconds too.
     const ms = reset > 1e12 ? reset : reset * 1000;
     parts.push(`${requestsReset !== undefined ? 'requests' : 'complexity'} budget resets at ${new Date(ms).toISOString()}`);
+    waitMs ??= Math.max(0, ms - Date.now());
   }
-  return parts.length > 0 ? `; ${parts.join(', ')}` : '';
+  return { hint: parts.length > 0 ? `; ${parts.join(', ')}` : '', ...(waitMs !== undefined ? { waitMs } : {}) };
 }
 
 function nonEmpty(value: string | null | undefined): string | null {

@@ -69,6 +69,8 @@ export class TrackerError extends Error {
   constructor(
     readonly code: 'tracker_not_found' | 'tracker_unavailable' | 'tracker_rate_limited' | 'tracker_auth_failed' | 'tracker_invalid_data',
     message: string,
+    /** With tracker_rate_limited: how long the tracker asked us to wait (Retry-After or its reset time), when it said. */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
     this.name = 'TrackerError';
