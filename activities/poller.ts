@@ -9,7 +9,7 @@ import { ContractError, loadContract, type Contract } from '../lib/contract/inde
 import { ineligibility, planDispatch, type RunningIssue } from '../lib/dispatch.ts';
 import { startIssue } from '../lib/issue-client.ts';
 import { TrackerError, type Issue } from '../lib/tracker/types.ts';
-import { issueWorkflowId, statusQuery, trackerUpdateSignal, WORKPAD_MARKER, type Timing } from '../workflows/definitions.ts';
+import { HISTORY_CAPS, issueWorkflowId, statusQuery, trackerUpdateSignal, WORKPAD_MARKER, type Timing } from '../workflows/definitions.ts';
 import type { ActivityDeps } from './deps.ts';
 
 export interface LoadedContract {
@@ -100,9 +100,11 @@ export function createPollerActivities(deps: ActivityDeps) {
         const comments = (await tracker.listComments(issue.id))
           .filter((comment) => !comment.body.startsWith(WORKPAD_MARKER))
           .map(({ id, author, body }) => ({ id, author, body }));
-        const known = new Set(status.comments.map((comment) => comment.id));
-        if (status.trackerState !== issue.state || comments.some((comment) => !known.has(comment.id))) {
-          await handle.signal(trackerUpdateSignal, { state: issue.state, comments });
+        // Only comments the run has not seen travel (each signal is in its history for good).
+        const known = new Set(status.seenCommentIds ?? status.comments.map((comment) => comment.id));
+        const unseen = comments.filter((comment) => !known.has(comment.id)).slice(-HISTORY_CAPS.comments);
+        if (status.trackerState !== issue.state || unseen.length) {
+          await handle.signal(trackerUpdateSignal, { state: issue.state, comments: unseen.map((comment) => ({ ...comment, body: comment.body.slice(0, HISTORY_CAPS.commentChars + 200) })) });
           summary.updated.push(issue.identifier);
         }
       } catch (error) {

@@ -323,6 +323,7 @@ export function createProofActivities(deps: ActivityDeps) {
       ...(rejectProtected ? { rejectedProtected: touched.map((change) => describeChange(change)).slice(0, 50) } : {}),
       ...(input.baseTests?.length ? { baseTests: input.baseTests } : {}),
       diff: asRef(storedDiff),
+      ...(changes.length ? { diffstat: evidence.stat.split('\n').at(-1)!.trim() } : {}),
       ...(storedEgress ? { egress: { log: asRef(storedEgress), allowed: egress.filter((r) => r.allowed).length, refused: egress.filter((r) => !r.allowed).length } } : {}),
       walkthrough: asRef(storedWalkthrough),
       summary: asRef(storedSummary),

@@ -12,6 +12,24 @@ import type { TestCount } from '../lib/proof/integrity.ts';
 
 export const TASK_QUEUE = 'cadenza';
 
+/** agent.max_rounds when a contract does not say: rounds a run may take, whatever starts them. */
+export const DEFAULT_MAX_ROUNDS = 10;
+
+/**
+ * Caps on what a run keeps in its history and status: the rest lives in the tracker and the artifact
+ * store. A run with thousands of comments or log lines stays small and replays fast.
+ */
+export const HISTORY_CAPS = {
+  /** Human comments kept in the status (the latest). */
+  comments: 20,
+  /** Characters of one comment body kept in history (the rest is in the tracker). */
+  commentChars: 4000,
+  /** Comment ids remembered for deduplication. */
+  seenCommentIds: 500,
+  /** Lines of the workpad's log (the latest; the first line says how many were dropped). */
+  workpadEvents: 40,
+} as const;
+
 export const PHASES = ['Provisioning', 'Working', 'Verifying', 'AwaitingApproval', 'Landing', 'Done', 'Failed', 'Cancelled'] as const;
 export type Phase = (typeof PHASES)[number];
 
@@ -102,6 +120,8 @@ export interface ProofResult {
   /** The base revision's tests run on the new code (when the work changed protected paths). */
   baseTests?: ProofCheck[];
   diff: ArtifactRef;
+  /** git's one-line diffstat of the change ("3 files changed, 10 insertions(+), 2 deletions(-)"). */
+  diffstat?: string;
   /** What left the sandboxes through the egress relay so far in the run (the full log is the artifact). */
   egress?: { log: ArtifactRef; allowed: number; refused: number };
   walkthrough: ArtifactRef;
@@ -133,8 +153,11 @@ export interface IssueStatus {
   /** The issue's tracker state as last reported by the poller; non-active pauses the agent. */
   trackerState: string | null;
   paused: boolean;
-  /** Human comments delivered to the run, oldest first. */
+  /** Human comments delivered to the run, oldest first: the latest few, bodies capped (see commentCount). */
   comments: Array<{ id: string; author: string; body: string }>;
+  /** How many human comments were delivered in all, and the ids of the latest ones (for the poller's dedup). */
+  commentCount?: number;
+  seenCommentIds?: string[];
   /** The tracker comment Cadenza keeps up to date. */
   workpadCommentId: string | null;
 }
@@ -165,7 +188,11 @@ export interface CarriedState {
   failedProofRounds: number;
   /** The workpad's log so far, and the latest proof shown on it. */
   events: string[];
+  /** Log entries dropped from the workpad by HISTORY_CAPS.workpadEvents (absent: none). */
+  droppedEvents?: number;
   latestProof: string | null;
+  /** Why the previous round did not land (for the agent.max_rounds error). */
+  lastRoundEnded?: string;
   undelivered: IssueStatus['comments'];
 }
 

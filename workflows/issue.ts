@@ -34,6 +34,8 @@ import {
   repoKey,
   statusQuery,
   trackerUpdateSignal,
+  DEFAULT_MAX_ROUNDS,
+  HISTORY_CAPS,
   WORKPAD_MARKER,
   type ApproveLanding,
   type CarriedState,
@@ -81,6 +83,14 @@ function rootMessage(error: unknown): string {
   let current = error as { message?: string; cause?: unknown } | undefined;
   while (current?.cause) current = current.cause as { message?: string; cause?: unknown };
   return current?.message ?? String(error);
+}
+
+/** 604800000 -> "7 d", 5400000 -> "90 min". */
+function duration(ms: number): string {
+  if (ms % 86_400_000 === 0) return `${ms / 86_400_000} d`;
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000} h`;
+  if (ms >= 60_000) return `${Math.round(ms / 60_000)} min`;
+  return `${Math.round(ms / 1000)} s`;
 }
 
 function sanitizeBranch(name: string): string {
@@ -147,8 +157,12 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
   const lower = (values: string[]) => values.map((value) => value.toLowerCase());
   const keepsRunning = new Set(lower([...config.tracker.activeStates, config.tracker.inProgressState, config.tracker.reviewState]));
 
+  /** An update refused by its validator: a typed failure a retry cannot fix, so clients print it as such. */
+  const refuse = (message: string, type: string): never => {
+    throw ApplicationFailure.create({ message, type, nonRetryable: true });
+  };
   const refuseOutsideApproval = (kind: string) => {
-    if (status.phase !== 'AwaitingApproval') throw new Error(`${kind} is only accepted while the run is in AwaitingApproval; it is in ${status.phase}`);
+    if (status.phase !== 'AwaitingApproval') refuse(`${kind} is only accepted while the run is in AwaitingApproval; it is in ${status.phase}`, 'NotAwaitingApproval');
   };
   setHandler(statusQuery, () => status);
   setHandler(trackerUpdateSignal, (update) => {
@@ -162,12 +176,21 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
     const paused = !keepsRunning.has(update.state.toLowerCase());
     if (paused && !status.paused) agentScope?.cancel();
     status.paused = paused;
-    const known = new Set(status.comments.map((comment) => comment.id));
-    for (const comment of update.comments) {
-      if (known.has(comment.id)) continue;
-      status.comments.push(comment);
-      undelivered.push(comment);
+    // Only the latest comments (bodies capped) stay in the status; the tracker has them all.
+    const seen = status.seenCommentIds ?? status.comments.map((comment) => comment.id);
+    const known = new Set(seen);
+    for (const { id, author, body } of update.comments) {
+      if (known.has(id)) continue;
+      known.add(id);
+      seen.push(id);
+      const kept = { id, author, body: body.length > HISTORY_CAPS.commentChars ? `${body.slice(0, HISTORY_CAPS.commentChars)} [... cut; the whole comment is on the issue]` : body };
+      status.comments.push(kept);
+      undelivered.push(kept);
+      status.commentCount = (status.commentCount ?? status.comments.length - 1) + 1;
     }
+    status.comments = status.comments.slice(-HISTORY_CAPS.comments);
+    undelivered = undelivered.slice(-HISTORY_CAPS.comments);
+    status.seenCommentIds = seen.slice(-HISTORY_CAPS.seenCommentIds);
   });
   // Signals cannot answer, so a bad one is recorded in status.lastError and otherwise ignored.
   setHandler(approveLandingSignal, (decision) => {
@@ -188,10 +211,10 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
   }, {
     validator: (decision) => {
       const problem = invalidDecision('approveLanding', decision);
-      if (problem) throw new Error(problem);
+      if (problem) refuse(problem, 'InvalidDecision');
       refuseOutsideApproval('approveLanding');
       const mismatch = wrongCommit(decision.commit, status.headCommit);
-      if (mismatch) throw new Error(mismatch);
+      if (mismatch) refuse(mismatch, 'WrongCommit');
     },
   });
   setHandler(rejectLandingUpdate, (decision) => {
@@ -200,7 +223,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
   }, {
     validator: (decision) => {
       const problem = invalidDecision('rejectLanding', decision);
-      if (problem) throw new Error(problem);
+      if (problem) refuse(problem, 'InvalidDecision');
       refuseOutsideApproval('rejectLanding');
     },
   });
@@ -237,52 +260,72 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
   });
 
   const setPhase = (phase: Phase, details?: string) => {
+    // The run moved on: an earlier error (a retried step, a mistimed signal) no longer describes it.
+    if (phase !== 'Failed' && phase !== status.phase) status.lastError = null;
     status.phase = phase;
     upsertSearchAttributes([{ key: phaseKey, value: phase }]);
     setCurrentDetails(`**${issue.identifier}** ${issue.title}\n\nPhase: ${phase}, round ${status.round}${details ? `\n\n${details}` : ''}`);
   };
-  /** What the approver reads in the UI: integrity warnings first, then the commit, checks, changes and how to decide. */
+  /**
+   * What the approver reads in the UI's current details (Markdown): integrity warnings first, then the
+   * commit, the checks, the changes, the cost and how to decide. Commands and JSON sit in code blocks,
+   * where the UI keeps quotes straight and shows angle brackets.
+   */
   const approvalDetails = (proof: ProofResult) => {
     const head = proof.headCommit;
-    const checkLine = (check: ProofCheck) => `- ${check.passed ? 'PASS' : 'FAIL'} ${check.name}: exit ${check.exitCode}, ${(check.durationMs / 1000).toFixed(1)} s${check.tests ? `, ${check.tests.total} tests, ${check.tests.failed} failed` : ''}`;
-    const changes = (proof.changes ?? proof.changedFiles.map((path) => ({ path, status: 'changed', from: undefined, note: undefined })))
-      .slice(0, 30).map((change) => `- ${change.status} ${change.from ? `${change.from} -> ` : ''}${change.path}${change.note ? ` (${change.note})` : ''}`);
+    const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+    const checkRow = (check: ProofCheck) =>
+      `| ${check.passed ? 'pass' : '**FAIL**'} | \`${check.name.replace(/[|`]/g, ' ')}\` | ${check.required ? 'required' : 'optional'} | exit ${check.exitCode}${check.timedOut ? ' (timed out)' : ''} | ${seconds(check.durationMs)} | ${check.tests ? `${check.tests.total} tests, ${check.tests.failed} failed` : '-'} |`;
+    const checkTable = (checks: ProofCheck[]) => ['| result | check | | exit | took | tests |', '|---|---|---|---|---|---|', ...checks.map(checkRow)];
+    const changes = proof.changes ?? proof.changedFiles.map((path) => ({ path, status: 'changed', from: undefined, note: undefined }));
+    const total = proof.changedFilesTotal ?? changes.length;
+    const shown = changes.slice(0, 30).map((change) => `${change.status.padEnd(9)} ${change.from ? `${change.from} -> ` : ''}${change.path}${change.note ? ` (${change.note})` : ''}`);
+    const { namespace } = workflowInfo();
     return [
-      ...(proof.integrity?.length ? ['**Test integrity warnings**', ...proof.integrity.map((line) => `- ${line}`), ''] : []),
-      `Head commit awaiting approval: \`${head}\``,
+      ...(proof.integrity?.length ? ['### Test integrity warnings', ...proof.integrity.map((line) => `- ${line}`), ''] : []),
+      '### Awaiting approval',
+      `Head commit: \`${head}\` (round ${proof.round})`,
       '',
-      '**Checks** (fresh containers on that commit)',
-      ...proof.checks.map(checkLine),
-      ...(proof.baseTests?.length ? ["**The base's tests on the new code**", ...proof.baseTests.map(checkLine)] : []),
+      '**Checks** (each in a fresh container on that commit)',
       '',
-      `**Changed files** (${proof.changedFilesTotal ?? proof.changedFiles.length})`,
-      ...changes,
+      ...checkTable(proof.checks),
+      ...(proof.baseTests?.length ? ['', "**The base's tests on the new code**", '', ...checkTable(proof.baseTests)] : []),
       '',
-      `Tokens: ${status.tokens.total}`,
+      `**Changed files** (${total}${proof.diffstat ? `: ${proof.diffstat}` : ''})`,
+      '```',
+      ...(shown.length ? shown : ['(none)']),
+      ...(total > shown.length ? [`... and ${total - shown.length} more (npx cadenza show ${issue.identifier} diff)`] : []),
+      '```',
+      `Tokens: ${status.tokens.total} (${status.tokens.input} in, ${status.tokens.output} out)${status.model ? ` on ${status.model}` : ''} · ${status.turns} turns`,
       '',
-      'Approve:',
+      '**Approve** (Send a Signal or Update `approveLanding` with this input, or run one of these):',
       '```',
-      `cadenza approve ${issue.identifier} --by NAME --commit ${head.slice(0, 12)}`,
-      `signal approveLanding ${JSON.stringify({ by: 'NAME', commit: head })}`,
+      JSON.stringify({ by: 'YOUR-NAME', commit: head }),
+      `npx cadenza approve ${issue.identifier} --by YOUR-NAME --commit ${head.slice(0, 12)}`,
+      `temporal workflow signal --namespace ${namespace} --workflow-id ${workflowId} --name approveLanding --input '${JSON.stringify({ by: 'YOUR-NAME', commit: head })}'`,
       '```',
-      'Reject (another round starts with the feedback):',
+      '**Reject** (another round starts with the feedback; signal `rejectLanding`):',
       '```',
-      `cadenza reject ${issue.identifier} --by NAME --feedback "what to change"`,
-      `signal rejectLanding ${JSON.stringify({ by: 'NAME', feedback: 'what to change' })}`,
+      JSON.stringify({ by: 'YOUR-NAME', feedback: 'what to change' }),
+      `npx cadenza reject ${issue.identifier} --by YOUR-NAME --feedback "what to change"`,
+      `temporal workflow signal --namespace ${namespace} --workflow-id ${workflowId} --name rejectLanding --input '${JSON.stringify({ by: 'YOUR-NAME', feedback: 'what to change' })}'`,
       '```',
+      `Evidence: \`npx cadenza show ${issue.identifier} diff\` · \`checks\` · \`walkthrough\``,
     ].join('\n');
   };
   /** Tracker write-back is best effort: a tracker outage is recorded, it does not fail the run. */
   const report = async (write: () => Promise<unknown>) => {
     try {
       await write();
+      if (status.lastError?.startsWith('tracker write failed')) status.lastError = null;
     } catch (error) {
       if (isCancellation(error)) throw error;
       status.lastError = `tracker write failed: ${rootMessage(error)}`;
     }
   };
   // One workpad comment per issue, rewritten as the run moves: phase, latest proof, and a log.
-  const events: string[] = carried?.events ?? [];
+  let events: string[] = carried?.events ?? [];
+  let droppedEvents = carried?.droppedEvents ?? 0;
   let latestProof: string | null = carried?.latestProof ?? null;
   const renderWorkpad = () => [
     WORKPAD_MARKER,
@@ -293,12 +336,17 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
     ...(latestProof ? ['', '#### Latest proof', '{{proof}}'] : []),
     '',
     '#### Log',
+    ...(droppedEvents ? [`- (${droppedEvents} earlier entries are in the workflow's history)`] : []),
     ...events.map((event) => `- ${event}`),
   ].join('\n');
   /** Logs `event` on the workpad; with `state`, moves the issue there in the same activity. */
   const comment = (event: string, state?: string) =>
     report(async () => {
       if (!events.includes(event)) events.push(event);
+      if (events.length > HISTORY_CAPS.workpadEvents) {
+        droppedEvents += events.length - HISTORY_CAPS.workpadEvents;
+        events = events.slice(-HISTORY_CAPS.workpadEvents);
+      }
       status.workpadCommentId = await trackerActs.updateWorkpad({
         tracker: config.tracker, issueId: issue.id, commentId: status.workpadCommentId, body: renderWorkpad(), proofRef: latestProof, ...(state ? { state } : {}),
       });
@@ -348,6 +396,11 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
   const lean = patched('lean-rounds');
   // Proof decided on the host: the base revision's tests run on the new code when protected paths changed.
   const hostProof = patched('host-proof');
+  // Every round counts against agent.max_rounds, whatever started it (failed proof, rejection, conflict).
+  const boundedRounds = patched('bounded-rounds');
+  const maxRounds = config.agent.maxRounds ?? DEFAULT_MAX_ROUNDS;
+  /** Why the latest round did not land, for the error when the rounds run out. */
+  let lastRoundEnded = '';
   upsertSearchAttributes([
     { key: issueKey, value: issue.identifier },
     { key: repoKey, value: config.repo.url },
@@ -372,6 +425,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
     let lastHead = '';
     if (carried) {
       ({ baseCommit, lastHead, previousTranscript, feedback, failedProofRounds } = carried);
+      lastRoundEnded = carried.lastRoundEnded ?? '';
     } else if (!lean) {
       const provisioned = await acts.provisionSandbox({ workflowId, contract: settings, workBranch });
       status.sandbox = provisioned.sandbox;
@@ -381,6 +435,9 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
 
     const firstRound = carried?.round ?? 1;
     for (let round = firstRound; ; round++) {
+      if (boundedRounds && round > maxRounds) {
+        fail(`the run used all ${maxRounds} rounds (agent.max_rounds) without landing; round ${round - 1} ended with: ${lastRoundEnded}. Nothing was landed; raise agent.max_rounds or start it again with \`cadenza start ${issue.identifier} --again\`.`, 'RoundsExhausted');
+      }
       // Between rounds, a long history is handed over to a fresh run of the same workflow id, so a
       // run with many rounds never drags a huge history through replay. Nothing is in flight here.
       if (round > firstRound && historyIsLong()) {
@@ -388,7 +445,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
         await condition(allHandlersFinished);
         const handover: CarriedState = {
           round, status: { ...status, proof: status.proof.slice(-PROOFS_CARRIED) }, baseCommit, lastHead,
-          previousTranscript, feedback, failedProofRounds, events, latestProof, undelivered,
+          previousTranscript, feedback, failedProofRounds, events, droppedEvents, latestProof, undelivered, lastRoundEnded,
         };
         await continueAsNew<typeof issueWorkflow>({ ...input, carried: handover });
       }
@@ -463,6 +520,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
           fail(`proof failed in ${failedProofRounds} rounds (proof.max_rounds ${config.proof.maxRounds}); nothing was landed. Evidence: ${proof.walkthrough.ref}`, 'ProofFailed');
         }
         feedback = failureFeedback(proof, round);
+        lastRoundEnded = `the proof failed${failedChecks.length ? ` (${failedChecks.join(', ')})` : ''}`;
         continue;
       }
 
@@ -473,7 +531,9 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
         setPhase('AwaitingApproval', approvalDetails(proof));
         // Lean runs moved the issue to review with the proof comment above.
         if (!lean) await moveTo(config.tracker.reviewState);
-        const decided = await condition(() => pending !== null, config.landing.approvalTimeoutMs);
+        const decided = await condition(() => pending !== null, config.landing.approvalTimeoutMs, {
+          summary: `waiting for approval of ${headCommit.slice(0, 12)}, up to ${duration(config.landing.approvalTimeoutMs)}`,
+        });
         if (!decided || !pending) {
           fail(`no approval or rejection arrived within landing.approval_timeout_ms (${config.landing.approvalTimeoutMs} ms)`, 'ApprovalTimedOut');
         }
@@ -483,6 +543,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
           status.headCommit = null;
           const rejected = `Landing rejected by ${decision.by}:\n\n> ${decision.text}\n\nCadenza starts round ${round + 1} with this feedback.`;
           feedback = `A reviewer (${decision.by}) rejected landing this change. Their feedback:\n\n${decision.text}\n\nAddress it, verify, and call finish again.`;
+          lastRoundEnded = `landing rejected by ${decision.by}`;
           if (lean) {
             await comment(rejected, config.tracker.inProgressState);
           } else {
@@ -504,7 +565,8 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
         feedback = landed.outcome === 'conflict'
           ? `Landing found merge conflicts with ${config.landing.targetBranch} in: ${landed.files.join(', ')}. Bring the work branch up to date and resolve them.`
           : `The required checks failed on the result of merging into ${config.landing.targetBranch}:\n${landed.checks.filter((c) => !c.passed).map((c) => `${c.name}: ${c.excerpt}`).join('\n')}`;
-        await comment(`Landing stopped: ${landed.outcome === 'conflict' ? 'merge conflict' : 'checks failed on the merged result'}. Another round starts.`);
+        lastRoundEnded = landed.outcome === 'conflict' ? `a merge conflict with ${config.landing.targetBranch}` : `the required checks failed on the merge into ${config.landing.targetBranch}`;
+        await comment(`Landing stopped: ${landed.outcome === 'conflict' ? 'merge conflict' : 'checks failed on the merged result'}. ${boundedRounds && round >= maxRounds ? 'No rounds are left (agent.max_rounds).' : 'Another round starts.'}`);
         continue;
       }
       const approval = `${approvedBy ? `, approved by ${approvedBy}` : ''}${status.decision?.text ? ` ("${status.decision.text}")` : ''}`;
@@ -512,6 +574,8 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
         // People merge it; the issue waits in review and closes when the pull request merges.
         const { number, url, branch } = landed.pullRequest;
         status.pullRequest = { number, url, branch };
+        // The workpad written next is the last one: it shows where the run ends (the phase is set after).
+        status.phase = 'Done';
         await moveAndComment(
           config.tracker.reviewState,
           `Opened pull request #${number} for ${issue.identifier}: ${url} (\`${branch}\` into \`${config.landing.targetBranch}\`, head \`${landed.commit}\`)${approval}. The required checks passed on it merged into \`${config.landing.targetBranch}\`.`,
@@ -520,11 +584,12 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
         return { phase: 'Done', landedCommit: null, pullRequest: status.pullRequest, rounds: round, tokens: status.tokens, turns: status.turns, model: status.model, headCommit: landed.commit };
       }
       status.landedCommit = landed.commit;
+      status.phase = 'Done';
       await moveAndComment(
         config.tracker.doneState,
         `Landed ${issue.identifier} as commit \`${landed.commit}\` on \`${config.landing.targetBranch}\` of ${config.repo.url}${approval}.`,
       );
-      setPhase('Done', `Landed as ${landed.commit}`);
+      setPhase('Done', `Landed as \`${landed.commit}\` on \`${config.landing.targetBranch}\`${approvedBy ? `, approved by ${approvedBy}` : ''}: the merge of head \`${headCommit}\` after ${round} round(s), ${status.tokens.total} tokens.`);
       return { phase: 'Done', landedCommit: landed.commit, rounds: round, tokens: status.tokens, turns: status.turns, model: status.model, headCommit };
     }
   } catch (error) {

@@ -1,3 +1,4 @@
+import { DEFAULT_MAX_ROUNDS } from '../../workflows/definitions.ts';
 import { homedir, tmpdir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { DEFAULT_PROTECTED_PATHS } from '../proof/integrity.ts';
@@ -231,6 +232,7 @@ function agent(s: Section, codex: Section): AgentConfig {
   return {
     maxConcurrentAgents: s.int('max_concurrent_agents', 10, 1),
     maxTurns: s.int('max_turns', 20, 1),
+    maxRounds: s.int('max_rounds', DEFAULT_MAX_ROUNDS, 1),
     maxRetryBackoffMs: s.int('max_retry_backoff_ms', 300_000, 1),
     maxConcurrentAgentsByState: byState(s.section('max_concurrent_agents_by_state')),
     turnTimeoutMs: timeout('turn_timeout_ms', 3_600_000, 1),

@@ -41,6 +41,8 @@ export interface HooksConfig {
 export interface AgentConfig {
   maxConcurrentAgents: number;
   maxTurns: number;
+  /** Rounds a run may take in all, whatever starts them (failed proofs, rejections, conflicts); absent in contracts from before: 10. */
+  maxRounds?: number;
   maxRetryBackoffMs: number;
   /** Keys lower-cased. */
   maxConcurrentAgentsByState: Record<string, number>;

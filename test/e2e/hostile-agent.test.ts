@@ -264,7 +264,7 @@ async function expectIntegrityFirst(world: World, handle: Awaited<ReturnType<Wor
   expect(proofText.indexOf('Test integrity warnings')).toBeLessThan(proofText.indexOf('PASS `tests`'));
   for (const warning of integrity) expect(proofText).toContain(warning);
   const metadata = await handle.query<{ currentDetails?: string }>('__temporal_workflow_metadata');
-  expect(metadata.currentDetails).toMatch(/^\*\*.*\n\nPhase: AwaitingApproval[^\n]*\n\n\*\*Test integrity warnings\*\*/);
+  expect(metadata.currentDetails).toMatch(/^\*\*.*\n\nPhase: AwaitingApproval[^\n]*\n\n### Test integrity warnings\n/);
   const status: IssueStatus = await issueStatus(handle);
-  expect(metadata.currentDetails).toContain(`Head commit awaiting approval: \`${status.headCommit}\``);
+  expect(metadata.currentDetails).toContain(`Head commit: \`${status.headCommit}\``);
 }

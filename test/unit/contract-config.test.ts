@@ -51,6 +51,7 @@ describe('config defaults', () => {
       agent: {
         maxConcurrentAgents: 10,
         maxTurns: 20,
+        maxRounds: 10,
         maxRetryBackoffMs: 300_000,
         maxConcurrentAgentsByState: {},
         turnTimeoutMs: 3_600_000,
