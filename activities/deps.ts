@@ -2,6 +2,7 @@ import type { Client } from '@temporalio/client';
 import type Docker from 'dockerode';
 import type OpenAI from 'openai';
 import type { ArtifactStore } from '../lib/artifacts.ts';
+import type { CodeHost, CodeHostConfig } from '../lib/codehost/index.ts';
 import type { TrackerConfig } from '../lib/contract/index.ts';
 import type { MirrorCache } from '../lib/git.ts';
 import type { TrackerAdapter } from '../lib/tracker/types.ts';
@@ -17,6 +18,8 @@ export interface ActivityDeps {
     kind: 'scripted' | 'openai';
   };
   tracker: (config: TrackerConfig) => TrackerAdapter;
+  /** Where pull requests are opened (`landing.strategy: pull_request`); lib/codehost's codeHostConfig says which. */
+  codeHost: (config: CodeHostConfig) => CodeHost;
   log?: (line: string) => void;
   /** The worker's environment: where `$VAR` secrets are read (default process.env). */
   env?: NodeJS.ProcessEnv;

@@ -3,12 +3,14 @@
  * mirror (git merge-tree and commit-tree; nothing runs in the agent's sandbox), the required checks
  * run again on that merged commit in fresh checker containers, and exactly that commit, whose parents
  * are the target tip and the approved head, is pushed (merge). With pull_request the approved head is
- * pushed as the work branch and a pull request opened on GitHub (in landing.github's repository),
+ * pushed as the work branch and a pull request opened on the code host (lib/codehost: GitHub, in
+ * landing.github's repository),
  * which people merge. Idempotent: a retry that finds the approved head already on the target does
  * nothing, and a retried pull request finds the one it opened.
  */
 import { ApplicationFailure } from '@temporalio/activity';
-import type { ContractSettings, TrackerConfig } from '../lib/contract/index.ts';
+import { codeHostConfig, type CodeHostConfig } from '../lib/codehost/index.ts';
+import type { ContractSettings } from '../lib/contract/index.ts';
 import { sandboxKey } from '../lib/sandbox/names.ts';
 import { TrackerError } from '../lib/tracker/types.ts';
 import type { ProofCheck } from '../workflows/definitions.ts';
@@ -51,7 +53,7 @@ export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<ty
   async function landChange(input: LandInput): Promise<LandResult> {
     const { contract, workflowId } = input;
     const { landing, repo, proof: proofConfig } = contract.config;
-    const pullRequestsIn = landing.strategy === 'pull_request' ? pullRequestHost(contract) : null;
+    const pullRequestsIn = landing.strategy === 'pull_request' ? codeHostOf(contract) : null;
     const trailer = `Cadenza-Workflow: ${workflowId}`;
     const mirror = deps.mirrors.get(repo.url);
     await mirror.refresh();
@@ -100,29 +102,25 @@ export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<ty
   }
 
   /** Pushes the work branch (Cadenza's own, so forced: a reset may have rewound it) and opens, or finds, its pull request. */
-  async function openPullRequest(input: LandInput, hostConfig: TrackerConfig): Promise<OpenedPullRequest> {
+  async function openPullRequest(input: LandInput, hostConfig: CodeHostConfig): Promise<OpenedPullRequest> {
     const { landing, repo, tracker } = input.contract.config;
-    const host = deps.tracker(hostConfig);
+    const host = deps.codeHost(hostConfig);
     try {
       await deps.mirrors.get(repo.url).push(input.workCommit, input.workBranch, { force: true });
     } catch (error) {
       throw ApplicationFailure.retryable(`push of ${input.workBranch} to ${repo.url} failed: ${(error as Error).message}`, 'PushFailed');
     }
-    // An issue of the same GitHub repository is closed by the merge; any other is named.
-    const sameRepository = tracker.kind === 'github' && tracker.repository?.toLowerCase() === hostConfig.repository?.toLowerCase();
-    const closes = sameRepository && input.issueId && /^\d+$/.test(input.issueId) ? `Closes #${input.issueId}` : `Issue: ${input.identifier} (${tracker.kind})`;
     const body = [
       `${input.identifier}: ${input.title}`,
       '',
       input.approvedBy ? `Approved for landing by ${input.approvedBy} in Cadenza, after its proof of work passed.` : 'Opened without approval (landing.require_approval: false), after its proof of work passed.',
       `The required checks passed on this branch merged into \`${landing.targetBranch}\`.`,
       '',
-      closes,
+      host.issueLine({ tracker, id: input.issueId, identifier: input.identifier }),
       '',
       `Cadenza-Workflow: ${input.workflowId}`,
     ].join('\n');
     try {
-      if (!host.openPullRequest) throw new TrackerError('tracker_invalid_data', `the ${host.kind} adapter cannot open pull requests`);
       const opened = await host.openPullRequest({
         head: input.workBranch, base: landing.targetBranch, title: `${input.identifier}: ${input.title}`, body,
       });
@@ -136,19 +134,11 @@ export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<ty
     }
   }
 
-  /**
-   * The pull request host as a GitHub tracker configuration, so the worker's adapter cache and secret
-   * handling apply (and a GitHub tracker of the same repository shares its adapter).
-   */
-  function pullRequestHost(contract: ContractSettings): TrackerConfig {
-    const { tracker, landing } = contract.config;
-    const host = landing.github ?? (tracker.kind === 'github' && tracker.repository && tracker.apiKey ? { repository: tracker.repository, endpoint: tracker.endpoint, apiKey: tracker.apiKey } : null);
+  /** Where this contract's pull requests go (lib/codehost decides from landing.github or the GitHub tracker). */
+  function codeHostOf(contract: ContractSettings): CodeHostConfig {
+    const host = codeHostConfig(contract.config);
     if (!host) throw ApplicationFailure.nonRetryable('landing.strategy pull_request has no GitHub repository to open the pull request in (set landing.github.repository)', 'UnsupportedLanding');
-    if (tracker.kind === 'github' && tracker.repository === host.repository && tracker.endpoint === host.endpoint && tracker.apiKey?.env === host.apiKey.env) return tracker;
-    return {
-      ...tracker, kind: 'github', path: null, projectSlug: null, assignee: null, requiredLabels: [],
-      repository: host.repository, endpoint: host.endpoint, apiKey: host.apiKey,
-    };
+    return host;
   }
 
   return { landChange };

@@ -11,6 +11,7 @@ import { createActivities, type ActivityDeps } from '../activities/index.ts';
 import { dockerClient } from '../infra/docker.ts';
 import { stateDir } from '../infra/paths.ts';
 import { ArtifactStore } from '../lib/artifacts.ts';
+import { createCodeHostFactory } from '../lib/codehost/index.ts';
 import { MirrorCache } from '../lib/git.ts';
 import { startScriptedModel, type ScriptedModel } from '../lib/scripted-model/index.ts';
 import { createTrackerFactory } from '../lib/tracker/index.ts';
@@ -62,6 +63,7 @@ export async function createDeps(options: DepsOptions): Promise<WorkerDeps> {
     mirrors: new MirrorCache(path.join(options.stateDir, 'mirrors')),
     model: { client, kind: scriptedModel ? 'scripted' : 'openai' },
     tracker: createTrackerFactory({ onWarning: (message) => log(`tracker: ${message}`), env }),
+    codeHost: createCodeHostFactory({ env }),
     log,
     env,
   };

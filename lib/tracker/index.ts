@@ -1,8 +1,8 @@
 /** Builds the tracker adapter a contract names. Adapters are cached per configuration. */
 import type { TrackerConfig } from '../contract/index.ts';
-import { githubTrackerFromConfig } from './github.ts';
-import { linearTrackerFromConfig } from './linear.ts';
-import { LocalTracker } from './local.ts';
+import { githubTrackerFromConfig } from './github/tracker.ts';
+import { linearTrackerFromConfig } from './linear/tracker.ts';
+import { LocalTracker } from './local/tracker.ts';
 import { TrackerError, type TrackerAdapter } from './types.ts';
 
 export function createTrackerFactory(options: { onWarning?: (message: string) => void; env?: NodeJS.ProcessEnv } = {}): (config: TrackerConfig) => TrackerAdapter {

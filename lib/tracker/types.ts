@@ -1,6 +1,8 @@
 /**
  * The normalized issue (Symphony's shape) and the interface every tracker adapter implements.
  * Timestamps are ISO-8601 strings so an issue can travel through workflow history unchanged.
+ * Each adapter is a thin mapping over its transport client (lib/tracker/<kind>/client.ts); pull
+ * requests belong to the code host (lib/codehost), not to a tracker.
  */
 export interface BlockerRef {
   id: string;
@@ -40,28 +42,6 @@ export interface TrackerAdapter {
   addComment(issueId: string, body: string): Promise<TrackerComment>;
   updateComment(issueId: string, commentId: string, body: string): Promise<void>;
   listComments(issueId: string): Promise<TrackerComment[]>;
-  /**
-   * Opens a pull request from `head` into `base` in the adapter's repository, or returns the open one
-   * that already exists for that head and base (so a retried landing opens exactly one). Only adapters
-   * of a code host have it (GitHub); `landing.strategy: pull_request` uses one, whichever the tracker.
-   */
-  openPullRequest?(request: PullRequestRequest): Promise<PullRequest>;
-}
-
-export interface PullRequestRequest {
-  /** Branch name in the tracker's repository (no `owner:` prefix). */
-  head: string;
-  base: string;
-  title: string;
-  body: string;
-}
-
-export interface PullRequest {
-  number: number;
-  /** The page a person opens (GitHub's `html_url`). */
-  url: string;
-  /** False when an open pull request for the same head and base already existed. */
-  created: boolean;
 }
 
 /** Errors with stable names, as Symphony's adapters return them. */
