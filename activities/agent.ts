@@ -71,7 +71,28 @@ function classifyModelError(error: unknown): never {
   if (error instanceof OpenAI.NotFoundError || error instanceof OpenAI.BadRequestError || error instanceof OpenAI.UnprocessableEntityError) {
     throw ApplicationFailure.nonRetryable(`the model rejected the request (${error.status}): ${error.message}`, 'ModelRequestError');
   }
+  if (error instanceof OpenAI.RateLimitError) {
+    // The client's own retries did not outlast the limit: the next attempt waits as long as the endpoint asked.
+    const waitMs = retryAfterMs(error.headers);
+    throw ApplicationFailure.create({
+      message: `the model endpoint is rate limiting (429)${waitMs !== undefined ? `; it asked to wait ${Math.ceil(waitMs / 1000)} s` : ''}: ${error.message}`,
+      type: 'ModelRateLimited',
+      ...(waitMs !== undefined ? { nextRetryDelay: waitMs } : {}),
+    });
+  }
   throw error;
+}
+
+/** Retry-After (seconds or an HTTP date) or OpenAI's retry-after-ms, in milliseconds. */
+function retryAfterMs(headers: Headers | undefined): number | undefined {
+  const ms = Number(headers?.get('retry-after-ms'));
+  if (headers?.get('retry-after-ms') && Number.isFinite(ms) && ms >= 0) return ms;
+  const value = headers?.get('retry-after')?.trim();
+  if (!value) return undefined;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
 }
 
 export function createAgentActivities(deps: ActivityDeps) {

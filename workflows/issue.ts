@@ -231,13 +231,17 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
   const retryInitial = timing.retryInitialIntervalMs ?? 10_000;
   // Every activity heartbeats while it runs: a lost worker is noticed within this, not the timeout.
   const heartbeatTimeout = timing.heartbeatTimeoutMs ?? 60_000;
+  // Retries are bounded in time, not in attempts: a Docker engine restart or a tracker outage of a few
+  // minutes is outlasted, a rate limit's Retry-After is honoured (nextRetryDelay), and what no retry can
+  // fix fails at once with a non-retryable type.
   const short: ActivityOptions = {
     startToCloseTimeout: timing.activityStartToCloseMs ?? 10 * 60_000,
+    scheduleToCloseTimeout: 30 * 60_000,
     heartbeatTimeout,
-    retry: { initialInterval: Math.min(retryInitial, 1_000), maximumInterval: 60_000, maximumAttempts: 5 },
+    retry: { initialInterval: Math.min(retryInitial, 1_000), maximumInterval: 30_000 },
   };
   const acts = proxyActivities<Activities>(short);
-  const trackerActs = proxyActivities<Activities>({ ...short, startToCloseTimeout: 60_000 });
+  const trackerActs = proxyActivities<Activities>({ ...short, startToCloseTimeout: 60_000, scheduleToCloseTimeout: 15 * 60_000, retry: { ...short.retry, maximumInterval: 60_000 } });
   // Symphony's backoff for failed sessions: min(10 s * 2^(n-1), agent.max_retry_backoff_ms).
   const agentActs = proxyActivities<Activities>({
     startToCloseTimeout: config.agent.turnTimeoutMs * config.agent.maxTurns,
@@ -251,12 +255,13 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
     },
   });
   const checkActs = (command: ProofCommand) =>
-    // Enough attempts to outlast a Docker engine restart (about half a minute of backoff).
-    proxyActivities<Activities>({ startToCloseTimeout: command.timeoutMs + 60_000, heartbeatTimeout, retry: { initialInterval: 1_000, maximumInterval: 16_000, maximumAttempts: 6 } });
+    // Time enough to outlast a Docker engine restart; a hung check is cut by its own timeout first.
+    proxyActivities<Activities>({ startToCloseTimeout: command.timeoutMs + 60_000, scheduleToCloseTimeout: 2 * command.timeoutMs + 10 * 60_000, heartbeatTimeout, retry: { initialInterval: 1_000, maximumInterval: 16_000 } });
   const landActs = proxyActivities<Activities>({
     startToCloseTimeout: timing.activityStartToCloseMs ?? 30 * 60_000,
+    scheduleToCloseTimeout: 2 * 60 * 60_000,
     heartbeatTimeout,
-    retry: { initialInterval: Math.min(retryInitial, 2_000), maximumInterval: 60_000, maximumAttempts: 8 },
+    retry: { initialInterval: Math.min(retryInitial, 2_000), maximumInterval: 60_000 },
   });
 
   const setPhase = (phase: Phase, details?: string) => {
