@@ -4,13 +4,17 @@
  * run again on that merged commit in fresh checker containers, and exactly that commit, whose parents
  * are the target tip and the approved head, is pushed (merge). With pull_request the approved head is
  * pushed as the work branch and a pull request opened on the code host (lib/codehost: GitHub, in
- * landing.github's repository),
- * which people merge. Idempotent: a retry that finds the approved head already on the target does
- * nothing, and a retried pull request finds the one it opened.
+ * landing.github's repository), which people merge. Cadenza pushes only to branches it owns: one it
+ * created, or one still at the commit it last pushed there (recorded in the host mirror). A branch the
+ * tracker names that is someone else's is left alone, and the work goes to Cadenza's own
+ * `cadenza/<identifier>` instead. Idempotent: a retry that finds the approved head already on the
+ * target does nothing, a retried push finds the branch at its commit, and a retried pull request
+ * finds the one it opened.
  */
 import { ApplicationFailure } from '@temporalio/activity';
 import { codeHostConfig, type CodeHostConfig } from '../lib/codehost/index.ts';
 import type { ContractSettings } from '../lib/contract/index.ts';
+import type { OwnedPush } from '../lib/git.ts';
 import { sandboxKey } from '../lib/sandbox/names.ts';
 import { TrackerError } from '../lib/tracker/types.ts';
 import type { ProofCheck } from '../workflows/definitions.ts';
@@ -24,7 +28,7 @@ export interface LandInput {
   title: string;
   /** The approved head: exactly what the approver saw proven. */
   workCommit: string;
-  /** The branch a pull request is opened from. */
+  /** The branch a pull request is opened from: the tracker's branch name, else `cadenza/<identifier>`. */
   workBranch: string;
   approvedBy: string | null;
   /** The tracker's issue id, for the pull request's description (absent in runs from before pull requests). */
@@ -38,7 +42,20 @@ export interface OpenedPullRequest {
   branch: string;
   /** False when a retry (or an earlier round) had opened it already; it now shows the new head. */
   created: boolean;
+  /**
+   * Set when the work branch the tracker named exists on the remote and is someone else's (at a commit
+   * Cadenza did not push there): it was left untouched, and `branch` is Cadenza's own branch instead.
+   * `note` says so in a sentence, for the workpad.
+   */
+  leftAlone?: { branch: string; tip: string; note: string };
 }
+
+/** Where the host mirror records the commit Cadenza last pushed to `branch` of the remote for a run: what makes the branch Cadenza's. */
+export const pushedRef = (workflowId: string, branch: string) => `refs/cadenza/${sandboxKey(workflowId)}/pushed/${branch}`;
+
+/** Cadenza's own branch for an issue (the workflow's work branch when the tracker names none). */
+export const ownBranch = (identifier: string) =>
+  `cadenza/${identifier}`.replace(/[^A-Za-z0-9._/-]/g, '-').replace(/\.\.+/g, '.').replace(/^[-/]+/, '') || 'work';
 
 export type LandResult =
   /**
@@ -101,20 +118,47 @@ export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<ty
     return { outcome: 'landed', commit: mergeCommit, alreadyLanded: false, checks };
   }
 
-  /** Pushes the work branch (Cadenza's own, so forced: a reset may have rewound it) and opens, or finds, its pull request. */
+  /**
+   * Pushes the approved head to a branch Cadenza owns (rewinding it if a reset or a new run moved the
+   * work back): the work branch, or, when that is someone else's, `cadenza/<identifier>`. Then opens
+   * the pull request from it, or finds the one already open.
+   */
   async function openPullRequest(input: LandInput, hostConfig: CodeHostConfig): Promise<OpenedPullRequest> {
     const { landing, repo, tracker } = input.contract.config;
     const host = deps.codeHost(hostConfig);
-    try {
-      await deps.mirrors.get(repo.url).push(input.workCommit, input.workBranch, { force: true });
-    } catch (error) {
-      throw ApplicationFailure.retryable(`push of ${input.workBranch} to ${repo.url} failed: ${(error as Error).message}`, 'PushFailed');
+    const mirror = deps.mirrors.get(repo.url);
+    const push = async (branch: string): Promise<OwnedPush> => {
+      try {
+        return await mirror.pushOwned(input.workCommit, branch, pushedRef(input.workflowId, branch));
+      } catch (error) {
+        // Also a lost lease: someone pushed to the branch meanwhile. The retry looks at it again.
+        throw ApplicationFailure.retryable(`push of ${branch} to ${repo.url} failed: ${(error as Error).message}`, 'PushFailed');
+      }
+    };
+    const notOwned = (branch: string, tip: string, before = '') => ApplicationFailure.nonRetryable(
+      `${before}branch ${branch} of ${repo.url} is at ${tip}, which Cadenza did not push there: it is someone else's branch and Cadenza will not overwrite it. Delete it (or give the issue another branch name) and run the issue again`,
+      'BranchNotOwned',
+    );
+
+    let branch = input.workBranch;
+    let leftAlone: OpenedPullRequest['leftAlone'];
+    const pushed = await push(branch);
+    if (pushed.outcome === 'not_owned') {
+      const own = ownBranch(input.identifier);
+      if (own === branch) throw notOwned(branch, pushed.tip);
+      const note = `Branch \`${branch}\` of ${repo.url} is someone else's (at \`${pushed.tip.slice(0, 12)}\`, which Cadenza did not push), so Cadenza left it alone and pushed the work to its own branch \`${own}\`.`;
+      leftAlone = { branch, tip: pushed.tip, note };
+      const ownPushed = await push(own);
+      if (ownPushed.outcome === 'not_owned') throw notOwned(own, ownPushed.tip, `the tracker's branch ${branch} is someone else's and so is Cadenza's own: `);
+      branch = own;
     }
+
     const body = [
       `${input.identifier}: ${input.title}`,
       '',
       input.approvedBy ? `Approved for landing by ${input.approvedBy} in Cadenza, after its proof of work passed.` : 'Opened without approval (landing.require_approval: false), after its proof of work passed.',
       `The required checks passed on this branch merged into \`${landing.targetBranch}\`.`,
+      ...(leftAlone ? [`The issue names branch \`${leftAlone.branch}\`, which is someone else's: Cadenza left it alone and opened this pull request from its own branch.`] : []),
       '',
       host.issueLine({ tracker, id: input.issueId, identifier: input.identifier }),
       '',
@@ -122,13 +166,13 @@ export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<ty
     ].join('\n');
     try {
       const opened = await host.openPullRequest({
-        head: input.workBranch, base: landing.targetBranch, title: `${input.identifier}: ${input.title}`, body,
+        head: branch, base: landing.targetBranch, title: `${input.identifier}: ${input.title}`, body,
       });
-      return { number: opened.number, url: opened.url, branch: input.workBranch, created: opened.created };
+      return { number: opened.number, url: opened.url, branch, created: opened.created, ...(leftAlone ? { leftAlone } : {}) };
     } catch (error) {
       // Bad data will not get better by retrying; an outage, a rate limit or a token being fixed may.
       if (error instanceof TrackerError && (error.code === 'tracker_invalid_data' || error.code === 'tracker_not_found')) {
-        throw ApplicationFailure.nonRetryable(`could not open a pull request from ${input.workBranch} into ${landing.targetBranch}: ${error.message}`, 'PullRequestRefused');
+        throw ApplicationFailure.nonRetryable(`could not open a pull request from ${branch} into ${landing.targetBranch}: ${error.message}`, 'PullRequestRefused');
       }
       throw error;
     }

@@ -29,6 +29,9 @@ export async function git(cwd: string, args: string[], options: { allowFail?: bo
   return result.code === 0 ? result.stdout.trim() : '';
 }
 
+/** What `RepoMirror.pushOwned` did: created, moved or left (already there) Cadenza's branch, or found someone else's. */
+export type OwnedPush = { outcome: 'created' | 'updated' | 'unchanged' } | { outcome: 'not_owned'; tip: string };
+
 /** One bare mirror per remote URL under `cacheDir`, fetched on demand. */
 export class RepoMirror {
   readonly dir: string;
@@ -96,10 +99,45 @@ export class RepoMirror {
     }
   }
 
-  /** Fast-forward push of `commit` to `branch` on the remote. Rejected if the branch moved, unless `force` (for a branch Cadenza owns). */
-  async push(commit: string, branch: string, { force = false } = {}): Promise<void> {
-    await git(this.dir, ['push', '--quiet', 'origin', `${force ? '+' : ''}${commit}:refs/heads/${branch}`]);
+  /** Fast-forward push of `commit` to `branch` on the remote; rejected if the branch moved. */
+  async push(commit: string, branch: string): Promise<void> {
+    await git(this.dir, ['push', '--quiet', 'origin', `${commit}:refs/heads/${branch}`]);
     await git(this.dir, ['update-ref', `refs/heads/${branch}`, commit]);
+  }
+
+  /**
+   * Pushes `commit` to `branch` on the remote, rewinding it if need be, but only if the branch is
+   * Cadenza's: it does not exist there, or it is at the commit Cadenza last pushed there (recorded at
+   * `record`, a ref of this mirror), or it is at `commit` already (a retry whose record was lost).
+   * The push is leased on the tip seen (`--force-with-lease`; none = must not exist), so a push by
+   * anyone else in between fails the push instead of being overwritten. A branch at any other commit
+   * is someone else's and is not touched: `not_owned` with its tip.
+   */
+  async pushOwned(commit: string, branch: string, record: string): Promise<OwnedPush> {
+    const ref = `refs/heads/${branch}`;
+    const tip = await this.remoteTip(ref);
+    if (tip !== undefined && tip !== commit && tip !== (await this.resolve(record))) return { outcome: 'not_owned', tip };
+    if (tip !== commit) {
+      await git(this.dir, ['push', '--quiet', `--force-with-lease=${ref}:${tip ?? ''}`, 'origin', `${commit}:${ref}`]);
+    }
+    await this.setRef(record, commit);
+    await this.setRef(ref, commit);
+    return { outcome: tip === commit ? 'unchanged' : tip === undefined ? 'created' : 'updated' };
+  }
+
+  /** Where `ref` is on the remote now (not in the mirror's last fetch), or undefined when it does not exist. */
+  async remoteTip(ref: string): Promise<string | undefined> {
+    let out: string;
+    try {
+      out = await git(this.dir, ['ls-remote', 'origin', ref]);
+    } catch (error) {
+      throw new GitError(`cannot read ${ref} of ${this.url}: ${(error as Error).message}`);
+    }
+    for (const line of out.split('\n')) {
+      const [sha, name] = line.split('\t');
+      if (name === ref && sha) return sha;
+    }
+    return undefined;
   }
 
   async setRef(ref: string, commit: string): Promise<void> {

@@ -1,9 +1,11 @@
 /**
  * landing.strategy pull_request, with the GitHub tracker and with another tracker (pull requests in
- * landing.github.repository): the real GitHub adapter talks to a local server speaking GitHub's REST
- * API; Temporal, Docker and git (a bare repo standing in for the GitHub repository's git remote) are real.
+ * landing.github.repository): the real GitHub code host talks to a local server speaking GitHub's REST
+ * API; Temporal, Docker and git (a bare repo standing in for the GitHub repository's git remote) are
+ * real. Cadenza pushes only to branches it owns: a person's branch the tracker names is left alone.
  */
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { approve, startIssue } from '../../lib/issue-client.ts';
@@ -132,3 +134,77 @@ describe('landing.strategy pull_request with another tracker', () => {
     }
   });
 });
+
+describe('landing.strategy pull_request when the tracker names a branch', () => {
+  /** A person's branch on the remote, from main, with a commit of theirs; returns its tip. */
+  async function personBranch(remote: string, branch: string): Promise<string> {
+    const clone = mkdtempSync(path.join(tmpdir(), 'cadenza-person-'));
+    try {
+      await sh(clone, `git clone -q ${remote} . && git checkout -q -b ${branch}`);
+      writeFileSync(path.join(clone, 'NOTES.md'), 'Alice: started on shout, do not lose this.\n');
+      await sh(clone, `git add NOTES.md && git -c user.name=Alice -c user.email=alice@example.invalid commit -qm "Alice: notes on shout" && git push -q origin ${branch}`);
+      return await sh(clone, 'git rev-parse HEAD');
+    } finally {
+      rmSync(clone, { recursive: true, force: true });
+    }
+  }
+
+  it('a person\'s existing branch keeps their commit; the work goes to cadenza/<ID> and the pull request comes from there, also on a re-run', async () => {
+    const repository = `acme/named${Date.now().toString(36)}`;
+    const host = await startFakeGitHub({ token: TOKEN, repository });
+    const local = await World.create({
+      env: { CADENZA_TEST_GITHUB_TOKEN: TOKEN },
+      extraContract: `landing: { strategy: pull_request, require_approval: false, github: { repository: ${repository}, endpoint: "${host.url}", api_key: $CADENZA_TEST_GITHUB_TOKEN } }`,
+    });
+    try {
+      const id = local.id('named');
+      const named = `alice/${id}-shout`;
+      const own = `cadenza/${id}`;
+      const theirs = await personBranch(local.remote, named);
+      const issue = await local.addIssue({ identifier: id, title: 'Add shout', branch_name: named }, SHOUT);
+      expect(issue.branch_name).toBe(named);
+      const mainBefore = await local.remoteLog();
+      await local.run(async () => {
+        const result = (await (await local.start(id)).result()) as IssueWorkflowResult;
+        expect(result.phase).toBe('Done');
+
+        // The person's branch is exactly as they left it.
+        expect(await remoteBranchOf(local, named)).toBe(theirs);
+        expect(await local.remoteLog()).toBe(mainBefore);
+
+        // The pull request is from Cadenza's own branch, which holds what landed.
+        const pulls = host.pullRequests();
+        expect(pulls).toHaveLength(1);
+        const pull = pulls[0]!;
+        expect(pull).toMatchObject({ head: own, base: 'main', state: 'open' });
+        expect(result.pullRequest).toEqual({ number: pull.number, url: `https://github.com/${repository}/pull/${pull.number}`, branch: own });
+        expect(pull.body).toContain(`The issue names branch \`${named}\`, which is someone else's`);
+        const head = await remoteBranchOf(local, own);
+        expect(head).toBe(result.headCommit);
+        expect(await sh(local.remote, `git show ${head}:src/shout.js`)).toContain('toUpperCase');
+        expect(await sh(local.remote, `git ls-tree --name-only ${head}`)).not.toContain('NOTES.md');
+        const comments = (await local.tracker.listComments(id)).map((c) => c.body).join('\n');
+        expect(comments).toContain(`Opened pull request #${pull.number} for ${id}: ${result.pullRequest!.url} (\`${own}\` into \`main\``);
+
+        // A re-run starts from the base again: Cadenza's own branch moves to the new work (it is
+        // Cadenza's), the same pull request shows it, and the person's branch is still untouched.
+        const [again] = await local.tracker.fetchIssuesByIds([id]);
+        const second = (await (await startIssue(local.client, { issue: again!, contract: local.contract, taskQueue: local.taskQueue, timing: FAST, again: true })).result()) as IssueWorkflowResult;
+        expect(second.pullRequest).toEqual(result.pullRequest);
+        expect(host.pullRequests()).toHaveLength(1);
+        expect(await remoteBranchOf(local, own)).toBe(second.headCommit);
+        // Not a fast-forward: the re-run's work does not descend from the first run's.
+        expect(await sh(local.remote, `git merge-base --is-ancestor ${result.headCommit} ${second.headCommit} && echo forward || echo rewound`)).toBe('rewound');
+        expect(await remoteBranchOf(local, named)).toBe(theirs);
+      });
+    } finally {
+      await local.close();
+      await host.close();
+    }
+  });
+});
+
+function remoteBranchOf(world: World, branch: string): Promise<string> {
+  return sh(world.remote, `git rev-parse --verify --quiet refs/heads/${branch} || true`);
+}
+
