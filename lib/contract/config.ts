@@ -50,13 +50,15 @@ function looksLikeUrl(s: string): boolean {
 
 /** Typed reads of one YAML map; `key` names are dotted from the root. A `null` value counts as absent (Symphony). */
 class Section {
-  constructor(readonly raw: Raw, readonly path: string, readonly env: Env) {}
+  /** `reads` collects every dotted key looked up (present or not), shared by the whole tree: what was never looked up is unknown. */
+  constructor(readonly raw: Raw, readonly path: string, readonly env: Env, readonly reads: Set<string> = new Set()) {}
 
   key(name: string): string {
     return this.path ? `${this.path}.${name}` : name;
   }
 
   get(name: string): unknown {
+    this.reads.add(this.key(name));
     const v = Object.hasOwn(this.raw, name) ? this.raw[name] : undefined;
     return v === null ? undefined : v;
   }
@@ -64,7 +66,7 @@ class Section {
   section(name: string): Section {
     const v = this.get(name);
     if (v !== undefined && !isMap(v)) invalid(this.key(name), v, 'a map');
-    return new Section(v ?? {}, this.key(name), this.env);
+    return new Section(v ?? {}, this.key(name), this.env, this.reads);
   }
 
   /** A string, with a value that is exactly `$NAME` replaced by that environment variable. */
@@ -202,7 +204,26 @@ function requireSecretSet(s: Section, apiKey: SecretRef, why: string): void {
 function httpUrl(s: Section, name: string): string | null {
   const v = s.optional(name);
   if (v !== null && !/^https?:\/\/\S+$/.test(v)) invalid(s.key(name), v, 'an http(s) URL');
+  if (v !== null) refuseCredentials(s.key(name), v);
   return v;
+}
+
+/**
+ * A URL carrying a credential (a password, or a token as the user of an http(s) URL) is refused: the
+ * contract travels in workflow history, and the URL reaches search attributes and tracker comments.
+ * The value is never echoed; the error shows the URL without it.
+ */
+function refuseCredentials(key: string, value: string): void {
+  const match = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/@\s]*)@/.exec(value);
+  if (!match) return;
+  const [, scheme, userinfo] = match as unknown as [string, string, string];
+  const hasPassword = userinfo.includes(':');
+  // A user name alone is no secret (ssh://git@host, https://x-access-token@host), unless it is a token.
+  const tokenAsUser = /^https?$/i.test(scheme) && /^(gh[pousr]_|github_pat_|glpat-|xox[abp]-|sk-)|^[A-Za-z0-9_-]{32,}$/.test(userinfo);
+  if (!hasPassword && !tokenAsUser) return;
+  const shown = value.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/@\s]*@/, '$1');
+  const allowed = 'a URL without credentials; give them to git on the worker (a credential helper, ~/.git-credentials or GIT_ASKPASS) or, for an API, as $VAR in api_key';
+  throw new ContractError('invalid_config', `${key}: a credential in the URL is refused (it would reach workflow history, search attributes and comments); write it as ${shown} and ${allowed.slice(allowed.indexOf('give'))}`, { key, allowed });
 }
 
 function schedule(s: Section): string | null {
@@ -258,6 +279,7 @@ function byState(s: Section): Record<string, number> {
 
 function repo(s: Section, dir: string): CadenzaConfig['repo'] {
   const url = s.required('url', 'a git URL or a path to a git repository');
+  refuseCredentials(s.key('url'), url);
   return {
     url: looksLikeUrl(url) ? url : resolvePath(url, dir),
     baseBranch: branch(s, 'base_branch', 'main'),
@@ -326,7 +348,7 @@ function proof(s: Section): CadenzaConfig['proof'] {
   const commands = raw.map((item: unknown, i): ProofCommand => {
     const key = `${s.key('commands')}[${i}]`;
     if (!isMap(item)) invalid(key, item, 'a map with name and run');
-    const c = new Section(item, key, s.env);
+    const c = new Section(item, key, s.env, s.reads);
     return {
       name: c.required('name', 'a name for the check'),
       run: c.required('run', 'the shell command to run'),
@@ -339,13 +361,22 @@ function proof(s: Section): CadenzaConfig['proof'] {
       invalid(`${s.key('commands')}[${i}].name`, c.name, 'a name not used by another proof command');
     }
   });
+  const allowNoChecks = s.bool('allow_no_checks', false);
   return {
     commands,
+    ...(allowNoChecks ? { allowNoChecks } : {}),
     maxRounds: s.int('max_rounds', 3, 1),
     protectedPaths: protectedPaths(s),
     onProtectedChange: s.oneOf('on_protected_change', ['flag', 'reject'] as const, 'flag'),
     baseTests: s.bool('base_tests', true),
   };
+}
+
+/** Checked last, so a contract's other mistakes are reported first. */
+function requireProof(proofConfig: CadenzaConfig['proof']): void {
+  if (proofConfig.commands.some((command) => command.required) || proofConfig.allowNoChecks) return;
+  invalid('proof.commands', undefined, 'at least one command with required: true (the proof a person approves); to land work no command has checked, say so with proof.allow_no_checks: true',
+    `proof.commands: ${proofConfig.commands.length ? 'no command is required' : 'no proof command is given'}, so nothing would be proven before a person approves. Add one, e.g. "proof: { commands: [{ name: tests, run: npm test }] }", or set proof.allow_no_checks: true to land unchecked work deliberately`);
 }
 
 /** The entry `defaults` stands for DEFAULT_PROTECTED_PATHS, so a list can extend them. */
@@ -387,9 +418,63 @@ function landing(s: Section, baseBranch: string, trackerConfig: TrackerConfig, r
   };
 }
 
-/** Validates the front matter once. Unknown keys are ignored (Symphony); known keys with bad values throw invalid_config. */
+/** Validates the front matter once. Known keys with bad values throw invalid_config. */
 export function buildConfig(raw: Raw, dir: string, env: Env = process.env): CadenzaConfig {
-  const root = new Section(raw, '', env);
+  return buildConfigWithWarnings(raw, dir, env).config;
+}
+
+/**
+ * Also reports the keys Cadenza never looked at: kept (a Symphony WORKFLOW.md carries keys of its own),
+ * but named, with the nearest key Cadenza reads there ("did you mean agent.max_turns?").
+ */
+export function buildConfigWithWarnings(raw: Raw, dir: string, env: Env = process.env): { config: CadenzaConfig; warnings: string[] } {
+  const reads = new Set<string>();
+  const config = buildSections(new Section(raw, '', env, reads), dir);
+  return { config, warnings: unknownKeys(raw, '', reads).map((key) => unknownKeyWarning(key, reads)) };
+}
+
+/** Keys present in `value` under `path` that nothing read, descending only into maps whose children were read. */
+function unknownKeys(value: Raw, path: string, reads: Set<string>): string[] {
+  const found: string[] = [];
+  const childrenRead = (prefix: string) => [...reads].some((read) => read.startsWith(`${prefix}.`));
+  for (const [name, child] of Object.entries(value)) {
+    const key = path ? `${path}.${name}` : name;
+    if (!reads.has(key)) {
+      found.push(key);
+    } else if (isMap(child) && childrenRead(key)) {
+      found.push(...unknownKeys(child, key, reads));
+    } else if (Array.isArray(child)) {
+      child.forEach((item, i) => {
+        if (isMap(item) && childrenRead(`${key}[${i}]`)) found.push(...unknownKeys(item, `${key}[${i}]`, reads));
+      });
+    }
+  }
+  return found;
+}
+
+function unknownKeyWarning(key: string, reads: Set<string>): string {
+  const cut = key.lastIndexOf('.');
+  const parent = cut < 0 ? '' : key.slice(0, cut);
+  const name = key.slice(cut + 1);
+  const siblings = [...reads].filter((read) => (read.lastIndexOf('.') < 0 ? '' : read.slice(0, read.lastIndexOf('.'))) === parent).map((read) => read.slice(read.lastIndexOf('.') + 1));
+  const nearest = siblings
+    .map((sibling) => ({ sibling, distance: editDistance(name.toLowerCase(), sibling.toLowerCase()) }))
+    .filter(({ distance, sibling }) => distance <= Math.max(2, Math.floor(sibling.length / 4)))
+    .sort((a, b) => a.distance - b.distance)[0];
+  return `${key} is not a key Cadenza reads here; it is kept and ignored${nearest ? `. Did you mean ${parent ? `${parent}.` : ''}${nearest.sibling}?` : ''}`;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    previous = current;
+  }
+  return previous[b.length]!;
+}
+
+function buildSections(root: Section, dir: string): CadenzaConfig {
   const trackerConfig = tracker(root.section('tracker'), dir);
   const polling = { intervalMs: root.section('polling').int('interval_ms', 30_000, 1000) };
   const scheduleConfig = schedule(root);
@@ -398,7 +483,7 @@ export function buildConfig(raw: Raw, dir: string, env: Env = process.env): Cade
   const hooksConfig = hooks(root.section('hooks'));
   const agentConfig = agent(root.section('agent'), root.section('codex'));
   const repoConfig = repo(root.section('repo'), dir);
-  return {
+  const config: CadenzaConfig = {
     tracker: trackerConfig,
     polling,
     schedule: scheduleConfig,
@@ -411,4 +496,6 @@ export function buildConfig(raw: Raw, dir: string, env: Env = process.env): Cade
     proof: proof(root.section('proof')),
     landing: landing(root.section('landing'), repoConfig.baseBranch, trackerConfig, repoConfig.url),
   };
+  requireProof(config.proof);
+  return config;
 }

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { buildConfig } from './config.ts';
+import { buildConfigWithWarnings } from './config.ts';
 import { ContractError } from './errors.ts';
 import { checkTemplate, DEFAULT_PROMPT } from './template.ts';
 import type { Contract } from './types.ts';
@@ -30,8 +30,8 @@ export function parseContract(text: string, file: string, env: NodeJS.ProcessEnv
   const path = resolve(file);
   const dir = dirname(path);
   const { raw, body, bodyLine } = splitWorkflowFile(text, file);
-  const config = buildConfig(raw, dir, env);
+  const { config, warnings } = buildConfigWithWarnings(raw, dir, env);
   const promptTemplate = body === '' ? DEFAULT_PROMPT : body;
   checkTemplate(promptTemplate, body === '' ? {} : { file, firstLine: bodyLine });
-  return { path, dir, promptTemplate, config };
+  return { path, dir, promptTemplate, config, ...(warnings.length ? { warnings: warnings.map((warning) => `${file}: ${warning}`) } : {}) };
 }

@@ -83,6 +83,8 @@ export interface ProofCommand {
 export interface ProofConfig {
   commands: ProofCommand[];
   maxRounds: number;
+  /** Said explicitly in WORKFLOW.md: no command is required, so work lands unchecked. */
+  allowNoChecks?: boolean;
   /** Globs of files whose change could weaken the proof (tests, manifests, CI); `defaults` already expanded. */
   protectedPaths?: string[];
   /** What a change to a protected path does to the run; default `flag`. */
@@ -133,6 +135,8 @@ export interface Contract {
   /** Liquid template; the built-in default when the file's body is empty. */
   promptTemplate: string;
   config: CadenzaConfig;
+  /** Keys in the front matter Cadenza does not read (kept, for Symphony compatibility), with the nearest known key. */
+  warnings?: string[];
 }
 
 /**

@@ -36,7 +36,7 @@ function expectNoStackTrace(output: string) {
   expect(output).not.toContain('unexpected failure');
 }
 
-const VALID_FRONT = ['tracker: { kind: local, path: ./issues }', 'repo: { url: ./remote.git, base_branch: main }'];
+const VALID_FRONT = ['tracker: { kind: local, path: ./issues }', 'repo: { url: ./remote.git, base_branch: main }', 'proof: { commands: [{ name: tests, run: npm test }] }'];
 
 const MALFORMED: Array<{ name: string; code: string; lines: string[]; expect: string[] }> = [
   {
@@ -50,6 +50,12 @@ const MALFORMED: Array<{ name: string; code: string; lines: string[]; expect: st
     code: 'workflow_front_matter_not_a_map',
     lines: ['---', '- tracker', '- repo', '---', 'Issue {{ issue.identifier }}'],
     expect: ['got a list', 'allowed: a YAML map'],
+  },
+  {
+    name: 'a proof with no required command',
+    code: 'invalid_config',
+    lines: ['---', ...VALID_FRONT.slice(0, 2), 'proof: { max_rounds: 2 }', '---', 'Issue {{ issue.identifier }}'],
+    expect: ['proof.commands: no proof command is given', 'proof.allow_no_checks: true'],
   },
   {
     name: 'an unknown template variable',

@@ -6,8 +6,13 @@ import { DEFAULT_PROTECTED_PATHS } from '../../lib/proof/integrity.ts';
 
 const FILE = '/proj/WORKFLOW.md';
 
+/** The one proof command the tests' contracts have, unless they give a proof section of their own. */
+const TESTS = 'proof: { commands: [{ name: tests, run: npm test }] }';
+const TESTS_CONFIG = { name: 'tests', run: 'npm test', timeoutMs: 600_000, required: true };
+
 function parse(yaml: string, env: NodeJS.ProcessEnv = {}): Contract {
-  return parseContract(`---\n${yaml}\n---\nWork on {{ issue.identifier }}.`, FILE, env);
+  const withProof = /^proof:/m.test(yaml) ? yaml : `${yaml}\n${TESTS}`;
+  return parseContract(`---\n${withProof}\n---\nWork on {{ issue.identifier }}.`, FILE, env);
 }
 
 /** Front matter with the one required key plus the given YAML. */
@@ -60,7 +65,7 @@ describe('config defaults', () => {
       repo: { url: '/proj/repo', baseBranch: 'main' },
       sandbox: { image: 'cadenza-sandbox:latest', cpus: 1, memoryMb: 1024, pidsLimit: 256, network: 'none', user: 'agent', egress: { setup: null, agent: 'none', checks: 'none' } },
       model: { name: 'gpt-4.1', baseUrl: null, apiKey: { env: 'OPENAI_API_KEY' }, maxOutputTokens: 4096, budgetTokens: 2_000_000 },
-      proof: { commands: [], maxRounds: 3, protectedPaths: [...DEFAULT_PROTECTED_PATHS], onProtectedChange: 'flag', baseTests: true },
+      proof: { commands: [TESTS_CONFIG], maxRounds: 3, protectedPaths: [...DEFAULT_PROTECTED_PATHS], onProtectedChange: 'flag', baseTests: true },
       landing: { strategy: 'merge', targetBranch: 'main', requireApproval: true, approvalTimeoutMs: 604_800_000 },
     });
   });
@@ -196,15 +201,15 @@ describe('secrets and $VAR', () => {
 
 describe('proof integrity keys', () => {
   it('a given protected_paths list replaces the defaults; "defaults" stands for all of them', () => {
-    const own = withRepo('proof: { protected_paths: ["src/golden/**", "*.snap"] }').config.proof;
+    const own = withRepo('proof: { protected_paths: ["src/golden/**", "*.snap"], commands: [{ name: tests, run: npm test }] }').config.proof;
     expect(own.protectedPaths).toEqual(['src/golden/**', '*.snap']);
-    const extended = withRepo('proof: { protected_paths: [defaults, "src/golden/**", defaults] }').config.proof;
+    const extended = withRepo('proof: { protected_paths: [defaults, "src/golden/**", defaults], commands: [{ name: tests, run: npm test }] }').config.proof;
     expect(extended.protectedPaths).toEqual([...DEFAULT_PROTECTED_PATHS, 'src/golden/**']);
-    expect(withRepo('proof: { protected_paths: [] }').config.proof.protectedPaths).toEqual([]);
+    expect(withRepo('proof: { protected_paths: [], commands: [{ name: tests, run: npm test }] }').config.proof.protectedPaths).toEqual([]);
   });
 
   it('reads on_protected_change and base_tests', () => {
-    const { proof } = withRepo('proof: { on_protected_change: reject, base_tests: false }').config;
+    const { proof } = withRepo('proof: { on_protected_change: reject, base_tests: false, commands: [{ name: tests, run: npm test }] }').config;
     expect(proof).toMatchObject({ onProtectedChange: 'reject', baseTests: false });
   });
 });
@@ -450,5 +455,51 @@ You are working on {{ issue.identifier }}: {{ issue.title }}.
     expect(prompt).toContain('Labels: agent, ui');
     expect(prompt).toContain('- blocked by WEB-11 (Done)');
     expect(prompt).toContain('This is attempt 2; read the workpad first.');
+  });
+});
+
+describe('what a contract must say, and what it says that Cadenza does not read', () => {
+  it('names unknown keys with the nearest known one, and keeps them', () => {
+    const contract = withRepo('agent: { max_turnz: 5, max_turns: 7 }\nhooks: { timout_ms: 1000 }\ncodex: { command: codex app-server }\nserver: { port: 4000 }');
+    expect(contract.config.agent.maxTurns).toBe(7);
+    expect(contract.warnings).toEqual([
+      `${FILE}: hooks.timout_ms is not a key Cadenza reads here; it is kept and ignored. Did you mean hooks.timeout_ms?`,
+      `${FILE}: agent.max_turnz is not a key Cadenza reads here; it is kept and ignored. Did you mean agent.max_turns?`,
+      `${FILE}: codex.command is not a key Cadenza reads here; it is kept and ignored`,
+      `${FILE}: server is not a key Cadenza reads here; it is kept and ignored`,
+    ].sort((a, b) => contract.warnings!.indexOf(a) - contract.warnings!.indexOf(b)));
+    expect(contract.warnings).toHaveLength(4);
+    // Inside list items too.
+    const listed = withRepo('proof: { commands: [{ name: tests, run: npm test, timout_ms: 5 }] }');
+    expect(listed.warnings).toEqual([`${FILE}: proof.commands[0].timout_ms is not a key Cadenza reads here; it is kept and ignored. Did you mean proof.commands[0].timeout_ms?`]);
+    expect(withRepo('').warnings).toBeUndefined();
+  });
+
+  it('refuses a proof with no required command unless it says so', () => {
+    const none = catchError(() => parse('repo: { url: ./repo }\nproof: { max_rounds: 2 }'));
+    expect(none.key).toBe('proof.commands');
+    expect(none.message).toContain('no proof command is given');
+    expect(none.message).toContain('proof.allow_no_checks: true');
+    const optional = catchError(() => parse('repo: { url: ./repo }\nproof: { commands: [{ name: lint, run: npm run lint, required: false }] }'));
+    expect(optional.message).toContain('no command is required');
+    const explicit = parse('repo: { url: ./repo }\nproof: { allow_no_checks: true }');
+    expect(explicit.config.proof).toMatchObject({ commands: [], allowNoChecks: true });
+  });
+
+  it.each([
+    ['https://alice:s3cret-pass@git.example.com/acme/app.git', 's3cret-pass', 'https://git.example.com/acme/app.git'],
+    ['https://ghp_abcdefghijklmnopqrstuvwxyz0123456789@github.com/acme/app', 'ghp_abcdefghijklmnopqrstuvwxyz0123456789', 'https://github.com/acme/app'],
+    ['ssh://git:hunter2@git.example.com/acme/app.git', 'hunter2', 'ssh://git.example.com/acme/app.git'],
+  ])('refuses credentials in repo.url (%s) without echoing them', (url, secret, shown) => {
+    const error = catchError(() => parse(`repo: { url: "${url}" }`));
+    expect(error.key).toBe('repo.url');
+    expect(error.message).toContain(`write it as ${shown}`);
+    expect(JSON.stringify({ message: error.message, value: error.value, allowed: error.allowed })).not.toContain(secret);
+  });
+
+  it('accepts a user name that is no secret', () => {
+    expect(withRepo('').config.repo.url).toBe('/proj/repo');
+    expect(parse('repo: { url: "ssh://git@github.com/acme/app.git" }').config.repo.url).toBe('ssh://git@github.com/acme/app.git');
+    expect(parse('repo: { url: "https://x-access-token@github.com/acme/app" }').config.repo.url).toBe('https://x-access-token@github.com/acme/app');
   });
 });

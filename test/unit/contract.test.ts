@@ -47,7 +47,7 @@ const issue: Issue = {
 
 describe('WORKFLOW.md file', () => {
   it('splits YAML front matter from the trimmed prompt body', () => {
-    const file = writeWorkflow('---\nrepo:\n  url: ./repo\n---\n\n  Work on {{ issue.identifier }}.  \n\n');
+    const file = writeWorkflow('---\nrepo:\n  url: ./repo\nproof:\n  commands: [{ name: tests, run: npm test }]\n---\n\n  Work on {{ issue.identifier }}.  \n\n');
     const contract = loadContract(file, {});
     expect(contract.path).toBe(file);
     expect(contract.dir).toBe(join(file, '..'));
@@ -72,7 +72,7 @@ describe('WORKFLOW.md file', () => {
   });
 
   it('uses the built-in prompt when the body is empty', async () => {
-    const contract = parseContract('---\nrepo: { url: ./r }\n---\n\n   \n', '/x/WORKFLOW.md', {});
+    const contract = parseContract('---\nrepo: { url: ./r }\nproof: { allow_no_checks: true }\n---\n\n   \n', '/x/WORKFLOW.md', {});
     expect(contract.promptTemplate).toBe(DEFAULT_PROMPT);
     const text = await renderPrompt(contract, { issue, attempt: null });
     expect(text).toContain('CAD-7');
@@ -115,7 +115,7 @@ describe('WORKFLOW.md file', () => {
 });
 
 describe('prompt template', () => {
-  const head = '---\nrepo: { url: ./r }\n---\n';
+  const head = '---\nrepo: { url: ./r }\nproof: { commands: [{ name: tests, run: npm test }] }\n---\n';
 
   it('renders issue fields, iterables and attempt', async () => {
     const template = [
@@ -142,7 +142,7 @@ describe('prompt template', () => {
     const err = catchError(() => parseContract(`${head}\nHello\n{{ issue.assignee_name }}`, 'W.md', {}));
     expect(err.code).toBe('template_render_error');
     expect(err.message).toContain('issue.assignee_name');
-    expect(err.message).toContain('W.md:6:');
+    expect(err.message).toContain('W.md:7:');
     expect(err.value).toBe('issue.assignee_name');
   });
 
@@ -167,7 +167,7 @@ describe('prompt template', () => {
     for (const body of ['{% if issue.title %}never closed', '{{ issue.title', '{% frobnicate %}']) {
       const err = catchError(() => parseContract(head + body, 'W.md', {}));
       expect(err.code).toBe('template_parse_error');
-      expect(err.message).toContain('W.md:4:');
+      expect(err.message).toContain('W.md:5:');
     }
   });
 
