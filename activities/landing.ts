@@ -94,7 +94,10 @@ export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<ty
       trailer,
     ].join('\n');
     const mergeCommit = await mirror.commitTree(merged.tree, [targetTip, input.workCommit], message);
-    await mirror.setRef(`refs/cadenza/${sandboxKey(workflowId)}/landing`, mergeCommit);
+    const landingRef = `refs/cadenza/${sandboxKey(workflowId)}/landing`;
+    // The approved head of this issue's previous landing: what a pull request landing pushed before pushes were recorded.
+    const landedBefore = await mirror.resolve(`${landingRef}^2`);
+    await mirror.setRef(landingRef, mergeCommit);
 
     // The checks run again on exactly what will land, unless that is byte for byte the tree the proof
     // just tested (the target has not moved since the work branch left it).
@@ -107,7 +110,7 @@ export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<ty
     if (checks.some((check) => !check.passed)) return { outcome: 'checks_failed', checks };
 
     if (pullRequestsIn) {
-      return { outcome: 'landed', commit: input.workCommit, alreadyLanded: false, checks, pullRequest: await openPullRequest(input, pullRequestsIn) };
+      return { outcome: 'landed', commit: input.workCommit, alreadyLanded: false, checks, pullRequest: await openPullRequest(input, pullRequestsIn, landedBefore) };
     }
     try {
       await mirror.push(mergeCommit, landing.targetBranch);
@@ -123,13 +126,16 @@ export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<ty
    * work back): the work branch, or, when that is someone else's, `cadenza/<identifier>`. Then opens
    * the pull request from it, or finds the one already open.
    */
-  async function openPullRequest(input: LandInput, hostConfig: CodeHostConfig): Promise<OpenedPullRequest> {
+  async function openPullRequest(input: LandInput, hostConfig: CodeHostConfig, landedBefore: string | undefined): Promise<OpenedPullRequest> {
     const { landing, repo, tracker } = input.contract.config;
     const host = deps.codeHost(hostConfig);
     const mirror = deps.mirrors.get(repo.url);
     const push = async (branch: string): Promise<OwnedPush> => {
+      const record = pushedRef(input.workflowId, branch);
       try {
-        return await mirror.pushOwned(input.workCommit, branch, pushedRef(input.workflowId, branch));
+        // Runs that landed before pushes were recorded: their last landing's approved head is what they pushed.
+        if (landedBefore && !(await mirror.resolve(record))) await mirror.setRef(record, landedBefore);
+        return await mirror.pushOwned(input.workCommit, branch, record);
       } catch (error) {
         // Also a lost lease: someone pushed to the branch meanwhile. The retry looks at it again.
         throw ApplicationFailure.retryable(`push of ${branch} to ${repo.url} failed: ${(error as Error).message}`, 'PushFailed');

@@ -149,7 +149,7 @@ describe('landing.strategy pull_request when the tracker names a branch', () => 
     }
   }
 
-  it('a person\'s existing branch keeps their commit; the work goes to cadenza/<ID> and the pull request comes from there, also on a re-run', async () => {
+  it('a person\'s existing branch keeps their commit; the work goes to cadenza/<ID> and the pull request comes from there, also on re-runs', async () => {
     const repository = `acme/named${Date.now().toString(36)}`;
     const host = await startFakeGitHub({ token: TOKEN, repository });
     const local = await World.create({
@@ -195,6 +195,15 @@ describe('landing.strategy pull_request when the tracker names a branch', () => 
         expect(await remoteBranchOf(local, own)).toBe(second.headCommit);
         // Not a fast-forward: the re-run's work does not descend from the first run's.
         expect(await sh(local.remote, `git merge-base --is-ancestor ${result.headCommit} ${second.headCommit} && echo forward || echo rewound`)).toBe('rewound');
+        expect(await remoteBranchOf(local, named)).toBe(theirs);
+
+        // A run whose earlier landing predates the record of what Cadenza pushed (an upgrade):
+        // the approved head of that landing still makes Cadenza's own branch its own.
+        const mirror = local.wired.deps.mirrors.get(local.contract.config.repo.url);
+        await sh(mirror.dir, 'git for-each-ref --format="%(refname)" refs/cadenza | grep /pushed/ | xargs -r -n1 git update-ref -d');
+        const third = (await (await startIssue(local.client, { issue: again!, contract: local.contract, taskQueue: local.taskQueue, timing: FAST, again: true })).result()) as IssueWorkflowResult;
+        expect(third.pullRequest).toEqual(result.pullRequest);
+        expect(await remoteBranchOf(local, own)).toBe(third.headCommit);
         expect(await remoteBranchOf(local, named)).toBe(theirs);
       });
     } finally {
