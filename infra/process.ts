@@ -7,13 +7,21 @@ export interface CommandResult {
 }
 
 /** Runs a command to completion, capturing output. Never throws on a non-zero exit. */
-export function run(command: string, args: string[], options: SpawnOptions = {}): Promise<CommandResult> {
+export function run(command: string, args: string[], options: SpawnOptions & { onStderrLine?: (line: string) => void } = {}): Promise<CommandResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options });
+    const { onStderrLine, ...spawnOptions } = options;
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...spawnOptions });
     let stdout = '';
     let stderr = '';
+    let partial = '';
     child.stdout?.on('data', (chunk) => (stdout += chunk));
-    child.stderr?.on('data', (chunk) => (stderr += chunk));
+    child.stderr?.on('data', (chunk) => {
+      stderr += chunk;
+      if (!onStderrLine) return;
+      const lines = (partial + chunk).split('\n');
+      partial = lines.pop() ?? '';
+      for (const line of lines) if (line.trim()) onStderrLine(line);
+    });
     child.on('error', reject);
     child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
   });

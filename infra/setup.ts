@@ -2,11 +2,12 @@
  * `npm run setup`: obtains and starts every real component Cadenza needs, idempotently.
  *
  *   tsx infra/setup.ts                 Temporal CLI, Docker engine, sandbox image, workflow bundle
- *   tsx infra/setup.ts --for-tests     the same (tests start their own Temporal servers)
+ *   tsx infra/setup.ts --for-tests     the same, and Chromium for the UI checks (tests start their own Temporal servers)
  *   tsx infra/setup.ts temporal-cli | docker | image | bundle
  *   tsx infra/setup.ts server start | stop | status
  */
 import { loadWorkflowBundle } from '../workers/bundle.ts';
+import { ensureChromium } from './browser.ts';
 import { ensureDockerEngine } from './docker.ts';
 import { ensureSandboxImage } from './image.ts';
 import { runMain, say, step } from './log.ts';
@@ -18,6 +19,11 @@ export async function obtainTemporalCli() {
 
 export async function obtainDockerEngine() {
   return step('Docker engine', ensureDockerEngine, (engine) => `${engine.started ? 'started' : 'found'} ${engine.version} at ${engine.host}`);
+}
+
+/** Tests only: the approver's view in the Temporal UI is checked in headless Chromium. */
+export async function obtainChromium() {
+  return step('Chromium (UI checks)', ensureChromium, (browser) => `${browser.installed ? 'installed' : 'found'} ${browser.version} at ${browser.path}`);
 }
 
 export async function obtainSandboxImage(requested?: string) {
@@ -48,6 +54,7 @@ async function main(argv: string[]) {
       await obtainTemporalCli();
       await obtainDockerEngine();
       await obtainSandboxImage();
+      if (argv.includes('--for-tests')) await obtainChromium();
       await prebuildWorkflowBundle();
       say('Set-up complete.');
       return;

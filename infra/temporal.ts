@@ -49,8 +49,22 @@ export async function ensureTemporalCli(): Promise<TemporalCli> {
   mkdirSync(binDir, { recursive: true });
   const go = await goVersion();
   if (go && (go.major > 1 || (go.major === 1 && go.minor >= 25))) {
-    say(`    building the Temporal CLI v${TEMPORAL_CLI_VERSION} with go ${go.major}.${go.minor} (first time only)`);
-    const built = await run('go', ['install', GO_MODULE], { env: { ...process.env, GOBIN: binDir } });
+    say(`    building the Temporal CLI v${TEMPORAL_CLI_VERSION} with go ${go.major}.${go.minor} (first time only, a few minutes; progress every 15 s)`);
+    // go -v names each package as it compiles it: the count and the latest name are the progress.
+    const started = Date.now();
+    let compiled = 0;
+    let latest = 'fetching modules';
+    const ticker = setInterval(() => say(`    ... ${Math.round((Date.now() - started) / 1000)} s: ${compiled} packages compiled (latest: ${latest})`), 15_000);
+    const built = await run('go', ['install', '-v', GO_MODULE], {
+      env: { ...process.env, GOBIN: binDir },
+      onStderrLine: (line) => {
+        if (/^go: downloading /.test(line)) latest = line.slice(4);
+        else if (!/\s/.test(line.trim())) {
+          compiled += 1;
+          latest = line.trim();
+        }
+      },
+    }).finally(() => clearInterval(ticker));
     if (built.code !== 0 || !isExecutable(local)) {
       throw new InfraError(
         `go install ${GO_MODULE} failed:\n${built.stderr.trim().split('\n').slice(-8).join('\n')}`,

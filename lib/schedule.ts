@@ -16,7 +16,7 @@ export function pollScheduleId(workflowFile: string): string {
 export async function ensurePollSchedule(
   client: Client,
   options: { contract: Contract; taskQueue?: string; timing?: Timing },
-): Promise<{ scheduleId: string; created: boolean }> {
+): Promise<{ scheduleId: string; created: boolean; pausedNote: string | null }> {
   const { contract } = options;
   const taskQueue = options.taskQueue ?? TASK_QUEUE;
   const scheduleId = pollScheduleId(contract.path);
@@ -42,11 +42,16 @@ export async function ensurePollSchedule(
       // Symphony polls once immediately at start.
       state: { triggerImmediately: true, note: `Cadenza tracker poll for ${contract.path}` },
     });
-    return { scheduleId, created: true };
+    return { scheduleId, created: true, pausedNote: null };
   } catch (error) {
     if (!(error instanceof ScheduleAlreadyRunning)) throw error;
     const handle = client.schedule.getHandle(scheduleId);
-    await handle.update((previous) => ({ ...previous, spec, action, policies }));
-    return { scheduleId, created: false };
+    // A paused schedule stays paused, with the note that says why; `cadenza schedule resume` resumes it.
+    let pausedNote: string | null = null;
+    await handle.update((previous) => {
+      if (previous.state.paused) pausedNote = previous.state.note ?? '';
+      return { ...previous, spec, action, policies };
+    });
+    return { scheduleId, created: false, pausedNote };
   }
 }

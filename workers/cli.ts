@@ -12,13 +12,14 @@
  * Progress goes to stderr (infra/log.ts); results, instructions and phase changes to stdout. Every
  * failure ends with one clear message and exit code 1; a usage mistake with the usage and exit code 2.
  */
-import { existsSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
+import { inspect } from 'node:util';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Client, Connection, ScheduleOverlapPolicy, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import { Client, Connection, ScheduleNotFoundError, ScheduleOverlapPolicy, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import { InfraError, runMain, say, step } from '../infra/log.ts';
-import { stateDir } from '../infra/paths.ts';
+import { binDir, stateDir } from '../infra/paths.ts';
 import { sleep, waitFor } from '../infra/process.ts';
 import { obtainDockerEngine, obtainSandboxImage, startServer } from '../infra/setup.ts';
 import { defaultServerOptions, stopDevServer, temporalAnswers } from '../infra/temporal.ts';
@@ -26,7 +27,7 @@ import { ArtifactStore } from '../lib/artifacts.ts';
 import { ContractError, loadContract, type Contract } from '../lib/contract/index.ts';
 import { seedDemo } from '../lib/demo.ts';
 import { approve, issueHandle, issueStatus, reject, startIssue } from '../lib/issue-client.ts';
-import { ensurePollSchedule } from '../lib/schedule.ts';
+import { ensurePollSchedule, pollScheduleId } from '../lib/schedule.ts';
 import { createTrackerFactory } from '../lib/tracker/index.ts';
 import type { PollerResult } from '../workflows/poller.ts';
 import { TASK_QUEUE, issueKey, issueWorkflowId, phaseKey, type IssueStatus, type IssueWorkflowResult } from '../workflows/definitions.ts';
@@ -44,12 +45,17 @@ commands:
   show IDENTIFIER [walkthrough|diff|checks|egress|summary]
                                                  print the latest proof's evidence from the artifact store (default walkthrough)
   list                                           open and recent issue workflows
+  schedule [list|pause|resume|delete] [SCHEDULE-ID] [--reason TEXT]
+                                                 the tracker poll schedules; pause/resume/delete the one of
+                                                 --workflow (or the id given); open runs are not touched
   down                                           stop the Temporal dev server that up started
 
 options:
   --workflow PATH     the contract (default <state>/demo/WORKFLOW.md; state: CADENZA_STATE_DIR or .cadenza)
   --address HOST:PORT the Temporal frontend (default CADENZA_TEMPORAL_ADDRESS, else 127.0.0.1:CADENZA_TEMPORAL_PORT or 7233)
 `;
+
+const SCHEDULE_ACTIONS = ['list', 'pause', 'resume', 'delete'] as const;
 
 /** A mistake in how the command was called: printed with the usage, exit code 2. */
 class UsageError extends Error {}
@@ -63,6 +69,7 @@ const OPTIONS = {
   'exit-when-done': { type: 'boolean' },
   again: { type: 'boolean' },
   commit: { type: 'string' },
+  reason: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 type Flag = keyof typeof OPTIONS;
@@ -76,6 +83,7 @@ const COMMANDS: Record<string, { flags: Flag[]; positionals: [min: number, max: 
   start: { flags: ['workflow', 'address', 'again'], positionals: [1, 1] },
   show: { flags: ['workflow', 'address'], positionals: [1, 2] },
   list: { flags: ['workflow', 'address'], positionals: [0, 0] },
+  schedule: { flags: ['workflow', 'address', 'reason'], positionals: [0, 2] },
   down: { flags: [], positionals: [0, 0] },
 };
 
@@ -101,6 +109,12 @@ function parse(argv: string[]): { command: string; flags: Flags; args: string[] 
     if (!spec.flags.includes(flag)) throw new UsageError(`${command} does not take --${flag}`);
   }
   const [min, max] = spec.positionals;
+  if (command === 'schedule') {
+    if (args[0] !== undefined && !(SCHEDULE_ACTIONS as readonly string[]).includes(args[0])) throw new UsageError(`schedule: unknown action "${args[0]}"; choose one of ${SCHEDULE_ACTIONS.join(', ')}`);
+    if (args[0] === 'list' && args.length > 1) throw new UsageError('schedule list takes no schedule id');
+    if (flags.reason !== undefined && args[0] !== 'pause' && args[0] !== 'resume') throw new UsageError('--reason goes with schedule pause or schedule resume');
+    return { command, flags, args };
+  }
   if (args.length < min) throw new UsageError(`${command} needs an issue identifier, e.g. cadenza ${command} DEMO-1`);
   if (args.length > max) throw new UsageError(`${command} takes ${max === 0 ? 'no arguments' : 'one issue identifier'}, got: ${args.join(' ')}`);
   return { command, flags, args };
@@ -113,6 +127,21 @@ const out = (line = '') => process.stdout.write(`${line}\n`);
 const demoDir = () => path.join(stateDir(), 'demo');
 const defaultWorkflowFile = () => path.join(demoDir(), 'WORKFLOW.md');
 const uiPort = () => Number(process.env.CADENZA_TEMPORAL_UI_PORT ?? 8233);
+
+/** `npx cadenza` as a person must type it to reach `address` (the flag only when it is not the default). */
+function cadenzaCommand(address: string): string {
+  return address === '127.0.0.1:7233' ? 'npx cadenza' : `npx cadenza --address ${address}`;
+}
+
+/** The Temporal CLI as a person can run it here: its path unless `temporal` is on PATH, and the address unless default. */
+function temporalCommand(address: string): string {
+  const onPath = (process.env.PATH ?? '').split(path.delimiter).some((dir) => dir && existsSync(path.join(dir, 'temporal')));
+  const local = path.join(binDir, 'temporal');
+  const binary = process.env.TEMPORAL_CLI_PATH ?? (onPath || !existsSync(local) ? 'temporal' : path.relative(process.cwd(), local) || local);
+  // A relative path runs only with a ./ in front (".cadenza/bin/temporal" would be looked up on PATH).
+  const shown = binary.includes('/') && !path.isAbsolute(binary) && !binary.startsWith('./') && !binary.startsWith('../') ? `./${binary}` : binary;
+  return address === '127.0.0.1:7233' || address === 'localhost:7233' ? shown : `${shown} --address ${address}`;
+}
 
 function addressOf(flags: Flags): string {
   return (flags.address as string | undefined) ?? process.env.CADENZA_TEMPORAL_ADDRESS ?? `127.0.0.1:${process.env.CADENZA_TEMPORAL_PORT ?? 7233}`;
@@ -130,9 +159,12 @@ function show(value: unknown): string {
 }
 
 /** Loads WORKFLOW.md; a ContractError becomes one message naming code, key, value and what is allowed. */
-function contractFrom(file: string, hint: string): Contract {
+function contractFrom(file: string, hint: string, options: { warn?: boolean } = {}): Contract {
   try {
-    return loadContract(file);
+    const contract = loadContract(file);
+    // Keys Cadenza does not read: named where a run starts (up, start), not on every status call.
+    if (options.warn) for (const warning of contract.warnings ?? []) process.stderr.write(`warning: ${warning}\n`);
+    return contract;
   } catch (error) {
     if (!(error instanceof ContractError)) throw error;
     const details = [
@@ -201,6 +233,7 @@ const oneLine = (text: string | null | undefined, max = 80) => {
 interface Watched {
   identifier: string;
   handle: WorkflowHandle;
+  runId?: string;
   last?: IssueStatus;
   closed: boolean;
 }
@@ -230,7 +263,7 @@ async function up(flags: Flags): Promise<void> {
       seeded.seeded ? 'seeded: the textkit repository as remote.git, issues DEMO-1..4, scripts, WORKFLOW.md' : 'reusing the demo seeded earlier (issue states and landed commits are kept)');
     workflowFile = demo.workflowFile;
   }
-  const contract = contractFrom(workflowFile, 'fix WORKFLOW.md and run `cadenza up` again; no workflow was started.');
+  const contract = contractFrom(workflowFile, 'fix WORKFLOW.md and run `cadenza up` again; no workflow was started.', { warn: true });
   const config = contract.config;
   say(`    contract ${contract.path}: tracker ${config.tracker.kind}${config.tracker.path ? ` (${config.tracker.path})` : ''}, repo ${config.repo.url}`);
   if (config.sandbox.image !== image.name) await obtainSandboxImage(config.sandbox.image);
@@ -246,8 +279,18 @@ async function up(flags: Flags): Promise<void> {
   // commands stay quick without the worker's modules).
   const { DefaultLogger, NativeConnection, Runtime, makeTelemetryFilterString } = await import('@temporalio/worker');
   const { cadenzaWorkflowBundle, createCadenzaWorker, createDeps } = await import('./worker.ts');
-  const sdkLogger = new DefaultLogger('WARN');
+  // The SDK's warnings (a retried activity's failure with its stack and task token) go to the log
+  // file; the screen gets one line per error, and the log's path once.
+  const logFile = path.join(stateDir(), 'logs', 'worker.log');
+  mkdirSync(path.dirname(logFile), { recursive: true });
+  const log = createWriteStream(logFile, { flags: 'a' });
+  const toLog = (line: string) => log.write(`${new Date().toISOString()} ${line}\n`);
+  const sdkLogger = new DefaultLogger('INFO', (entry) => {
+    toLog(`[${entry.level}] ${entry.message}${entry.meta && Object.keys(entry.meta).length ? ` ${inspect(entry.meta, { depth: 4, breakLength: Infinity })}` : ''}`);
+    if (entry.level === 'ERROR') say(`    worker error: ${oneLine(entry.message, 160)} (details in ${logFile})`);
+  });
   Runtime.install({ logger: sdkLogger, telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'WARN' }) } } });
+  say(`    the worker's log: ${logFile}`);
   const scriptsDir = process.env.CADENZA_SCRIPTS_DIR ?? path.join(contract.dir, 'scripts');
   let modelLine = '';
   const wired = await createDeps({
@@ -255,6 +298,7 @@ async function up(flags: Flags): Promise<void> {
     stateDir: stateDir(),
     scriptsDir,
     log: (line) => {
+      toLog(line);
       if (line === modelLine || line.startsWith('model: ') || line.startsWith('scripted model (no OPENAI_API_KEY)')) return;
       say(`    worker: ${line.trimEnd().replace(/\n/g, '\n            ')}`);
     },
@@ -274,22 +318,29 @@ async function up(flags: Flags): Promise<void> {
 
   // Runs already open are followed; the poll Schedule decides what starts (Symphony's dispatch rules).
   const watched: Watched[] = [];
-  const follow = (identifier: string, workflowId: string) => {
-    if (watched.some((w) => w.handle.workflowId === workflowId)) return false;
-    watched.push({ identifier, handle: client.workflow.getHandle(workflowId), closed: false });
+  /** Follows a run (by run id: a re-run of the same workflow id is a new run to follow). */
+  const follow = (identifier: string, workflowId: string, runId?: string) => {
+    const known = watched.find((w) => w.handle.workflowId === workflowId);
+    if (known && (!runId || known.runId === runId || !known.closed)) return false;
+    if (known) watched.splice(watched.indexOf(known), 1);
+    watched.push({ identifier, handle: client.workflow.getHandle(workflowId, runId), runId, closed: false });
     return true;
   };
-  for await (const info of client.workflow.list({ query: "WorkflowType = 'issueWorkflow' AND ExecutionStatus = 'Running'" })) {
-    const id = info.typedSearchAttributes.get(issueKey) ?? info.workflowId;
-    if (follow(id, info.workflowId)) out(`${id} is already running as ${info.workflowId}`);
-  }
+  const followRunning = async (announce: (identifier: string, workflowId: string) => string) => {
+    for await (const info of client.workflow.list({ query: "WorkflowType = 'issueWorkflow' AND ExecutionStatus = 'Running'" })) {
+      const id = info.typedSearchAttributes.get(issueKey) ?? info.workflowId;
+      if (follow(id, info.workflowId, info.runId)) out(announce(id, info.workflowId));
+    }
+  };
+  await followRunning((id, workflowId) => `${id} is already running as ${workflowId}`);
   const since = new Date();
   const schedule = await step('Tracker poll schedule', async () => {
     const ensured = await ensurePollSchedule(client, { contract });
-    if (!ensured.created) await client.schedule.getHandle(ensured.scheduleId).trigger(ScheduleOverlapPolicy.ALLOW_ALL);
+    if (!ensured.created && ensured.pausedNote === null) await client.schedule.getHandle(ensured.scheduleId).trigger(ScheduleOverlapPolicy.ALLOW_ALL);
     return ensured;
-  }, ({ scheduleId, created }) => `${created ? 'created' : 'updated'} ${scheduleId}: ${config.schedule ? `cron ${config.schedule}` : `every ${config.polling.intervalMs} ms`}, overlap skip; polling now`);
-  say(`    pause it: temporal schedule toggle --schedule-id ${schedule.scheduleId} --pause --reason "..." (or in the UI under Schedules)`);
+  }, ({ scheduleId, created, pausedNote }) => `${created ? 'created' : 'updated'} ${scheduleId}: ${config.schedule ? `cron ${config.schedule}` : `every ${config.polling.intervalMs} ms`}, overlap skip; ${pausedNote === null ? 'polling now' : `PAUSED (${pausedNote || 'no note'})`}`);
+  if (schedule.pausedNote !== null) say(`    it stays paused: open runs are followed, nothing new starts. Resume with: ${cadenzaCommand(address)} schedule resume${flags.workflow ? ` --workflow ${flags.workflow}` : ""}`);
+  else say(`    pause it: ${cadenzaCommand(address)} schedule pause${flags.workflow ? ` --workflow ${flags.workflow}` : ""} --reason "..." (or in the UI under Schedules)`);
   const seenPolls = new Set<string>();
   const seenWaits = new Set<string>();
   /** Prints what the polls since this `up` decided, and follows the runs they started. */
@@ -308,8 +359,12 @@ async function up(flags: Flags): Promise<void> {
       }
       for (const id of result.started) {
         const workflowId = issueWorkflowId(config.tracker.kind, id);
-        follow(id, workflowId);
-        out(`${id} started as ${workflowId}`);
+        if (follow(id, workflowId)) out(`${id} started as ${workflowId}`);
+      }
+      for (const warning of result.contractWarnings ?? []) {
+        if (seenWaits.has(warning)) continue;
+        seenWaits.add(warning);
+        out(`poll: warning: ${warning}`);
       }
       for (const { identifier, reason } of result.waiting) {
         if (seenWaits.has(`${identifier}: ${reason}`)) continue;
@@ -320,11 +375,11 @@ async function up(flags: Flags): Promise<void> {
     }
     return runs.length;
   };
-  await step('First poll', async () => {
+  if (schedule.pausedNote === null) await step('First poll', async () => {
     if (!(await waitFor(async () => (await readPolls()) > 0 || seenPolls.size > 0, 60_000, 300))) throw new InfraError('the first tracker poll did not complete within 60 s', `check the worker output above and the schedule ${schedule.scheduleId} in the Temporal UI.`);
   }, () => `${watched.length} workflow${watched.length === 1 ? '' : 's'} open`);
 
-  printHowTo(address, uiUrl, config.tracker.kind, watched.map((w) => w.identifier).sort()[0] ?? 'DEMO-1');
+  printHowTo(address, uiUrl, config.tracker.kind, watched.map((w) => w.identifier).sort()[0] ?? 'DEMO-1', logFile);
 
   // Phase changes until Ctrl-C (or, with --exit-when-done, until every run has closed).
   let stopSignal: string | undefined;
@@ -338,7 +393,9 @@ async function up(flags: Flags): Promise<void> {
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   while (!stopSignal && !workerFailure) {
     await readPolls().catch(() => undefined);
-    for (const run of watched.filter((w) => !w.closed)) await poll(run, connection).catch(() => undefined);
+    // Every run is followed, however it started (the poll, `cadenza start`, a re-run with --again, the UI).
+    await followRunning((id, workflowId) => `${id} started as ${workflowId}`).catch(() => undefined);
+    for (const run of watched.filter((w) => !w.closed)) await poll(run, connection, address).catch(() => undefined);
     if (flags['exit-when-done'] && watched.every((w) => w.closed)) break;
     await Promise.race([sleep(2_000), new Promise<void>((resolve) => (wake = resolve))]);
   }
@@ -355,6 +412,7 @@ async function up(flags: Flags): Promise<void> {
     await native.close();
     await connection.close();
     await wired.close();
+    await new Promise((resolve) => log.end(resolve));
   }, () => 'stopped');
   if (workerFailure) throw new InfraError(`the worker stopped: ${workerFailure.message}`, 'run `npx cadenza up` again; open runs continue where they stopped.');
   if (uiUrl) {
@@ -366,23 +424,25 @@ async function up(flags: Flags): Promise<void> {
 }
 
 
-function printHowTo(address: string, uiUrl: string | undefined, kind: string, example: string): void {
+function printHowTo(address: string, uiUrl: string | undefined, kind: string, example: string, logFile: string): void {
   const workflowId = issueWorkflowId(kind, example);
-  const temporal = address === '127.0.0.1:7233' || address === 'localhost:7233' ? 'temporal' : `temporal --address ${address}`;
+  const temporal = temporalCommand(address);
+  const cadenza = cadenzaCommand(address);
   out('');
-  out(`Temporal UI: ${uiUrl ? `${uiUrl}/namespaces/default/workflows` : `the Web UI of the server at ${address}`}`);
-  out(`When a run waits in AwaitingApproval, look at its proof (npx cadenza status ${example}) and approve it:`);
-  out(`  npx cadenza approve ${example} --by <you>`);
+  out(`Temporal UI: ${uiUrl ? `${uiUrl}/namespaces/default/workflows?query=${encodeURIComponent("WorkflowType='issueWorkflow'")}` : `the Web UI of the server at ${address}`} (the issue runs; each run's details hold its proof and how to decide)`);
+  out(`When a run waits in AwaitingApproval, look at its proof (${cadenza} status ${example}, ${cadenza} show ${example} diff) and approve it:`);
+  out(`  ${cadenza} approve ${example} --by YOUR-NAME`);
   out('or with the Temporal CLI, as an Update (answers) or a Signal:');
-  out(`  ${temporal} workflow update execute --workflow-id ${workflowId} --name approveLanding --input '{"by":"you"}'`);
-  out(`  ${temporal} workflow signal --workflow-id ${workflowId} --name approveLanding --input '{"by":"you"}'`);
-  out(`Reject with: npx cadenza reject ${example} --by <you> --feedback "what to change"`);
+  out(`  ${temporal} workflow update execute --workflow-id ${workflowId} --name approveLanding --input '{"by":"YOUR-NAME"}'`);
+  out(`  ${temporal} workflow signal --workflow-id ${workflowId} --name approveLanding --input '{"by":"YOUR-NAME"}'`);
+  out(`Reject with: ${cadenza} reject ${example} --by YOUR-NAME --feedback "what to change"`);
+  out(`The worker's full log (warnings, stack traces): ${logFile}`);
   out('Phase changes follow; Ctrl-C stops the worker (runs stay durable in Temporal).');
   out('');
 }
 
 /** Prints one line when a watched run changes phase or round. */
-async function poll(run: Watched, connection: Connection): Promise<void> {
+async function poll(run: Watched, connection: Connection, address: string): Promise<void> {
   const description = await run.handle.describe();
   const label = run.identifier.padEnd(8);
   const from = run.last ? `${run.last.phase} -> ` : '';
@@ -413,10 +473,10 @@ async function poll(run: Watched, connection: Connection): Promise<void> {
   const last = run.last;
   if (last && last.phase === status.phase && last.round === status.round) return;
   run.last = status;
-  out(`${label}${from}${status.phase}${phaseNote(status, run.identifier)}`);
+  out(`${label}${from}${status.phase}${phaseNote(status, run.identifier, address)}`);
 }
 
-function phaseNote(status: IssueStatus, identifier: string): string {
+function phaseNote(status: IssueStatus, identifier: string, address: string): string {
   const round = status.round;
   switch (status.phase) {
     case 'Working': {
@@ -429,7 +489,7 @@ function phaseNote(status: IssueStatus, identifier: string): string {
     case 'Verifying':
       return ` (round ${round}: ${status.turns} turns, ${status.tokens.total} tokens so far)`;
     case 'AwaitingApproval':
-      return ` (round ${round}: proof passed; npx cadenza approve ${identifier} --by <you>)`;
+      return ` (round ${round}: proof passed; ${cadenzaCommand(address)} approve ${identifier} --by YOUR-NAME${status.headCommit ? ` --commit ${status.headCommit.slice(0, 12)}` : ''})`;
     case 'Landing':
       return status.decision ? ` (approved by ${status.decision.by})` : '';
     case 'Done':
@@ -572,7 +632,10 @@ async function statusOf(client: Client, connection: Connection, kind: string, id
     out(`    diff ${proof.diff.ref}, walkthrough ${proof.walkthrough.ref}`);
   }
   if (status.phase === 'AwaitingApproval') {
-    out(`  waiting for a decision on ${status.headCommit ?? 'the head above'}: npx cadenza approve ${identifier} --by <you>${status.headCommit ? ` --commit ${status.headCommit.slice(0, 12)}` : ''}  |  npx cadenza reject ${identifier} --by <you> --feedback "..."`);
+    const cadenza = cadenzaCommand(address);
+    out(`  waiting for a decision on ${status.headCommit ?? 'the head above'}:`);
+    out(`    ${cadenza} approve ${identifier} --by YOUR-NAME${status.headCommit ? ` --commit ${status.headCommit.slice(0, 12)}` : ''}`);
+    out(`    ${cadenza} reject ${identifier} --by YOUR-NAME --feedback "what to change"`);
   }
 }
 
@@ -635,6 +698,58 @@ async function decide(kind: 'approve' | 'reject', flags: Flags, identifier: stri
   }
 }
 
+/**
+ * The poll schedules. Pausing keeps what the schedule is for in its memo and puts the reason in its
+ * note (Temporal's pause replaces the note), so `schedule list` still says which contract it polls.
+ */
+async function scheduleCommand(flags: Flags, action: (typeof SCHEDULE_ACTIONS)[number], id: string | undefined): Promise<void> {
+  const { client, connection } = await connect(addressOf(flags));
+  try {
+    if (action === 'list') {
+      const rows: string[][] = [];
+      for await (const summary of client.schedule.list()) {
+        if (!summary.scheduleId.startsWith('cadenza-poll-')) continue;
+        const every = summary.spec?.intervals?.[0]?.every;
+        const cron = summary.spec?.calendars?.length ? 'cron' : '';
+        const next = summary.info.nextActionTimes[0];
+        rows.push([
+          summary.scheduleId, summary.state.paused ? 'paused' : 'active', every !== undefined ? `every ${typeof every === 'number' ? `${every} ms` : String(every)}` : cron || '-',
+          summary.state.paused ? '-' : when(next), String(summary.memo?.workflowFile ?? '-'), oneLine(summary.state.note, 60),
+        ]);
+      }
+      if (!rows.length) {
+        out('No Cadenza poll schedules on this server. `npx cadenza up` creates one for its WORKFLOW.md.');
+        return;
+      }
+      return table(['SCHEDULE', 'STATE', 'SPEC', 'NEXT POLL', 'WORKFLOW.md', 'NOTE'], rows);
+    }
+    const workflowFile = path.resolve((flags.workflow as string | undefined) ?? defaultWorkflowFile());
+    const scheduleId = id ?? pollScheduleId(workflowFile);
+    const handle = client.schedule.getHandle(scheduleId);
+    const described = await handle.describe().catch((error: unknown) => {
+      if (error instanceof ScheduleNotFoundError) {
+        throw new InfraError(`no schedule ${scheduleId}${id ? '' : ` (the poll schedule of ${workflowFile})`} on ${addressOf(flags)}.`, '`npx cadenza schedule list` shows the poll schedules; `npx cadenza up` creates one.');
+      }
+      throw error;
+    });
+    const purpose = String(described.memo?.workflowFile ?? workflowFile);
+    const reason = (flags.reason as string | undefined)?.trim();
+    if (action === 'pause') {
+      await handle.pause(`Paused with cadenza schedule pause${reason ? `: ${reason}` : ''} (polls ${purpose})`);
+      out(`${scheduleId} paused: no new runs start from ${purpose}; open runs go on. Resume with: ${cadenzaCommand(addressOf(flags))} schedule resume ${scheduleId}`);
+    } else if (action === 'resume') {
+      await handle.unpause(`Cadenza tracker poll for ${purpose}${reason ? ` (resumed: ${reason})` : ''}`);
+      await handle.trigger(ScheduleOverlapPolicy.SKIP);
+      out(`${scheduleId} resumed: polling ${purpose} now and then on its schedule.`);
+    } else {
+      await handle.delete();
+      out(`${scheduleId} deleted: nothing polls ${purpose} any more; open runs go on. \`npx cadenza up\` creates it again.`);
+    }
+  } finally {
+    await connection.close();
+  }
+}
+
 async function down(): Promise<void> {
   const { dir } = defaultServerOptions('temporal');
   await step('Stopping the Temporal dev server', () => stopDevServer(dir), (was) =>
@@ -645,7 +760,7 @@ async function down(): Promise<void> {
 
 /** Starts one issue's run by hand: no-op while a run is open; `--again` after an earlier run ended. */
 async function startOne(flags: Flags, identifier: string): Promise<void> {
-  const contract = contractFrom((flags.workflow as string | undefined) ?? defaultWorkflowFile(), 'fix WORKFLOW.md; nothing was started.');
+  const contract = contractFrom((flags.workflow as string | undefined) ?? defaultWorkflowFile(), 'fix WORKFLOW.md; nothing was started.', { warn: true });
   const tracker = createTrackerFactory()(contract.config.tracker);
   const [issue] = await tracker.fetchIssuesByIds([identifier]).catch((error: Error) => {
     throw new InfraError(`cannot read the tracker: ${error.message}`, 'check the tracker settings in WORKFLOW.md.');
@@ -700,6 +815,8 @@ async function main(argv: string[]): Promise<void> {
       return list(flags);
     case 'show':
       return showEvidence(flags, args[0]!, args[1]);
+    case 'schedule':
+      return scheduleCommand(flags, (args[0] ?? 'list') as (typeof SCHEDULE_ACTIONS)[number], args[1]);
     case 'down':
       return down();
   }

@@ -16,6 +16,8 @@ export interface PollerInput {
 
 export interface PollerResult extends PollSummary {
   contractWarning: string | null;
+  /** Keys in WORKFLOW.md Cadenza does not read, with the nearest known key (absent in results from before). */
+  contractWarnings?: string[];
 }
 
 const { loadWorkflowContract, pollOnce } = proxyActivities<Activities>({
@@ -26,5 +28,5 @@ const { loadWorkflowContract, pollOnce } = proxyActivities<Activities>({
 export async function pollerWorkflow(input: PollerInput): Promise<PollerResult> {
   const { contract, reloadError } = await loadWorkflowContract({ workflowFile: input.workflowFile });
   const summary = await pollOnce({ contract, taskQueue: input.taskQueue, timing: input.timing });
-  return { ...summary, contractWarning: reloadError };
+  return { ...summary, contractWarning: reloadError, contractWarnings: contract.warnings ?? [] };
 }

@@ -123,9 +123,12 @@ describe('npm start, the main job in README', () => {
     expect(output).toContain('DEMO-4 waits: blocked by DEMO-1 (Todo)');
     expect(output).toMatch(/created cadenza-poll-[0-9a-f]{8}: every 5000 ms, overlap skip/);
     expect(output).toContain(`http://127.0.0.1:${uiPort}/namespaces/default/workflows`);
-    expect(output).toContain('npx cadenza approve DEMO-1 --by <you>');
-    expect(output).toContain(`workflow update execute --workflow-id cadenza-local-DEMO-1 --name approveLanding --input '{"by":"you"}'`);
-    expect(output).toContain(`workflow signal --workflow-id cadenza-local-DEMO-1 --name approveLanding --input '{"by":"you"}'`);
+    // Hints a person can paste as printed: this server's address, the Temporal CLI's path.
+    expect(output).toContain(`npx cadenza --address 127.0.0.1:${port} approve DEMO-1 --by YOUR-NAME`);
+    expect(output).toContain(`./.cadenza/bin/temporal --address 127.0.0.1:${port} workflow update execute --workflow-id cadenza-local-DEMO-1 --name approveLanding --input '{"by":"YOUR-NAME"}'`);
+    expect(output).toContain(`./.cadenza/bin/temporal --address 127.0.0.1:${port} workflow signal --workflow-id cadenza-local-DEMO-1 --name approveLanding --input '{"by":"YOUR-NAME"}'`);
+    expect(output).toContain(`pause it: npx cadenza --address 127.0.0.1:${port} schedule pause --reason`);
+    expect(output).toContain(`The worker's full log (warnings, stack traces): ${path.join(state, 'logs', 'worker.log')}`);
 
     // The Web UI of the detached dev server answers.
     const ui = await fetch(`http://127.0.0.1:${uiPort}/`);
@@ -208,6 +211,16 @@ describe('npm start, the main job in README', () => {
     let runs = 0;
     for await (const info of client.workflow.list({ query: "WorkflowType = 'issueWorkflow'" })) runs += info ? 1 : 0;
     expect(runs).toBe(4);
+
+    // A run started by hand is followed by the running `up` too (a re-run of DEMO-1, cancelled here).
+    const rerun = await cadenza(['start', 'DEMO-1', '--again']);
+    expect(rerun.code, rerun.output).toBe(0);
+    await waitForOutput(/DEMO-1 started as cadenza-local-DEMO-1[^]*DEMO-1 started as cadenza-local-DEMO-1\n(.*\n)*DEMO-1 +Provisioning/, 60_000);
+    await client.workflow.getHandle('cadenza-local-DEMO-1').cancel();
+    await waitForOutput(/DEMO-1\s+\S+ -> Cancelled/, 60_000);
+    await client.workflow.getHandle('cadenza-local-DEMO-1').result().catch(() => undefined);
+    // Retried activities and their stack traces went to the log file, not to the screen.
+    expect(output).not.toMatch(/\[WARN\]|\n\s+at .+:\d+:\d+\)?\n/);
 
     // Ctrl-C: the worker stops cleanly, the server keeps running until `cadenza down`.
     process.kill(-app.pid!, 'SIGINT');

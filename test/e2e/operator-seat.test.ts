@@ -4,10 +4,11 @@
  * wait, decisions refused with typed non-retryable errors, errors that clear once the run moves on,
  * a workpad that ends where the run ends, and bounds on rounds and on what history keeps.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ApplicationFailure, WorkflowUpdateFailedError } from '@temporalio/client';
 import { approve, issueStatus, reject } from '../../lib/issue-client.ts';
 import { approveLandingSignal, approveLandingUpdate, HISTORY_CAPS, trackerUpdateSignal, WORKPAD_MARKER } from '../../workflows/definitions.ts';
+import { openBrowser, openWorkflowPage, renderedText, screenshot } from '../helpers/browser.ts';
 import { World } from '../helpers/world.ts';
 import { finish, SHOUT, write } from '../fixtures/scripts.ts';
 
@@ -15,7 +16,8 @@ describe("the approver's seat", () => {
   let world: World;
 
   beforeAll(async () => {
-    world = await World.create({ extraContract: 'agent: { max_turns: 12, max_rounds: 2 }' });
+    // max_turnz: a misspelt key is kept, and named wherever a person looks (up, start, the poll's result).
+    world = await World.create({ extraContract: 'agent: { max_turns: 12, max_rounds: 2, max_turnz: 3 }' });
   });
   afterAll(async () => world?.close());
 
@@ -39,6 +41,21 @@ describe("the approver's seat", () => {
       const signalLine = `temporal workflow signal --namespace default --workflow-id ${handle.workflowId} --name approveLanding --input '{"by":"YOUR-NAME","commit":"${head}"}'`;
       expect(details).toContain(`\`\`\`\n{"by":"YOUR-NAME","commit":"${head}"}\nnpx cadenza approve ${id} --by YOUR-NAME --commit ${head.slice(0, 12)}\n${signalLine}\n\`\`\``);
       expect(details).toContain(`npx cadenza reject ${id} --by YOUR-NAME --feedback "what to change"`);
+
+      // The same details in the Web UI, rendered as a person sees them: the JSON to paste keeps its
+      // straight quotes and nothing in angle brackets is swallowed. The screenshot is kept.
+      const browser = await openBrowser();
+      try {
+        const page = await openWorkflowPage(browser, inject('temporalUiUrl'), handle.workflowId, 'Head commit:', 'User Metadata');
+        const shown = await renderedText(page);
+        expect(shown).toContain(`{"by":"YOUR-NAME","commit":"${head}"}`);
+        expect(shown).toContain(signalLine);
+        expect(shown).not.toMatch(/[“”]/);
+        expect(shown).toMatch(/pass\s+tests\s+required\s+exit 0/);
+        await screenshot(page, 'approval-details');
+      } finally {
+        await browser.close();
+      }
 
       // The approval wait is a timer with a summary in the timeline, not a bare duration.
       const history = await handle.fetchHistory();
@@ -114,5 +131,44 @@ describe("the approver's seat", () => {
       expect(await world.remoteLog()).toBe(before);
       await world.recordHistory(handle, 'seat-rounds-exhausted');
     });
+  });
+
+  it('cadenza schedule lists, pauses with a reason, resumes and deletes the poll schedule; polls and start name unknown contract keys', async () => {
+    const scheduleId = await world.schedulePolls();
+    const misspelt = 'agent.max_turnz is not a key Cadenza reads here; it is kept and ignored. Did you mean agent.max_turns?';
+    await world.run(() => world.waitUntil(async () => (await world.pollResults()).length > 0, 'the first poll', 60_000));
+    expect((await world.pollResults())[0]!.contractWarnings).toEqual([`${world.workflowFile}: ${misspelt}`]);
+
+    const listed = await world.cli(['schedule', 'list']);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stdout).toMatch(new RegExp(`${scheduleId}\\s+active\\s+every \\d+ ms`));
+    expect(listed.stdout).toContain(world.workflowFile);
+
+    const paused = await world.cli(['schedule', 'pause', '--reason', 'tracker maintenance']);
+    expect(paused.code, paused.stderr).toBe(0);
+    expect(paused.stdout).toContain(`${scheduleId} paused: no new runs start from ${world.workflowFile}; open runs go on.`);
+    const described = await world.client.schedule.getHandle(scheduleId).describe();
+    expect(described.state.paused).toBe(true);
+    // The note says why and what the schedule polls: pausing does not lose what it is for.
+    expect(described.state.note).toBe(`Paused with cadenza schedule pause: tracker maintenance (polls ${world.workflowFile})`);
+    expect((await world.cli(['schedule', 'list'])).stdout).toMatch(new RegExp(`${scheduleId}\\s+paused\\s+.*Paused with cadenza schedule pause: tracker maint`));
+
+    const resumed = await world.cli(['schedule', 'resume']);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect((await world.client.schedule.getHandle(scheduleId).describe()).state.paused).toBe(false);
+
+    const deleted = await world.cli(['schedule', 'delete']);
+    expect(deleted.code, deleted.stderr).toBe(0);
+    expect((await world.cli(['schedule', 'list'])).stdout).not.toContain(scheduleId);
+    const gone = await world.cli(['schedule', 'pause']);
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toContain(`no schedule ${scheduleId} (the poll schedule of ${world.workflowFile})`);
+    const wrong = await world.cli(['schedule', 'stop']);
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toContain('schedule: unknown action "stop"; choose one of list, pause, resume, delete');
+
+    // `cadenza start` names the key before anything else.
+    const started = await world.cli(['start', world.id('nope')]);
+    expect(started.stderr).toContain(`warning: ${world.workflowFile}: ${misspelt}`);
   });
 });
