@@ -234,6 +234,8 @@ interface Watched {
   identifier: string;
   handle: WorkflowHandle;
   runId?: string;
+  /** Retries already reported, by activity id and attempt. */
+  retriesShown?: Set<string>;
   last?: IssueStatus;
   closed: boolean;
 }
@@ -469,11 +471,28 @@ async function poll(run: Watched, connection: Connection, address: string): Prom
     }
     return;
   }
+  // A retried step is one line (its attempt and why the last one failed), not the SDK's warning.
+  for (const pending of description.raw.pendingActivities ?? []) {
+    const attempt = pending.attempt ?? 1;
+    const type = pending.activityType?.name ?? 'activity';
+    const key = `${pending.activityId}:${attempt}`;
+    if (attempt > 1 && pending.lastFailure && !run.retriesShown?.has(key)) {
+      (run.retriesShown ??= new Set()).add(key);
+      out(`${label}${type} is retried (attempt ${attempt}) after: ${oneLine(rootFailure(pending.lastFailure), 140)}`);
+    }
+  }
   const status = await withWorker(connection, 10_000, () => issueStatus(run.handle));
   const last = run.last;
   if (last && last.phase === status.phase && last.round === status.round) return;
   run.last = status;
   out(`${label}${from}${status.phase}${phaseNote(status, run.identifier, address)}`);
+}
+
+/** The innermost message of a failure from the API (the activity's own error, not "activity failed"). */
+function rootFailure(failure: { message?: string | null; cause?: unknown }): string {
+  let current = failure;
+  while (current.cause) current = current.cause as typeof failure;
+  return current.message ?? 'unknown failure';
 }
 
 function phaseNote(status: IssueStatus, identifier: string, address: string): string {
