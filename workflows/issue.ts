@@ -336,7 +336,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
     WORKPAD_MARKER,
     `### Cadenza workpad: ${issue.identifier}`,
     `**Phase:** ${status.phase} · round ${status.round} · ${status.tokens.total} tokens${status.model ? ` · model ${status.model}` : ''}`,
-    `**Workflow:** \`${workflowId}\` · **Branch:** \`${workBranch}\`${status.landedCommit ? ` · **Landed:** \`${status.landedCommit}\`` : ''}${status.pullRequest ? ` · **Pull request:** ${status.pullRequest.url}` : ''}`,
+    `**Workflow:** \`${workflowId}\` · **Branch:** \`${status.pullRequest?.branch ?? workBranch}\`${status.landedCommit ? ` · **Landed:** \`${status.landedCommit}\`` : ''}${status.pullRequest ? ` · **Pull request:** ${status.pullRequest.url}` : ''}`,
     ...(status.headCommit ? [`**Awaiting approval of commit** \`${status.headCommit}\` (\`cadenza approve ${issue.identifier} --by NAME --commit ${status.headCommit.slice(0, 12)}\`)`] : []),
     ...(latestProof ? ['', '#### Latest proof', '{{proof}}'] : []),
     '',
@@ -583,7 +583,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
         status.phase = 'Done';
         await moveAndComment(
           config.tracker.reviewState,
-          `Opened pull request #${number} for ${issue.identifier}: ${url} (\`${branch}\` into \`${config.landing.targetBranch}\`, head \`${landed.commit}\`)${approval}. The required checks passed on it merged into \`${config.landing.targetBranch}\`.`,
+          `Opened pull request #${number} for ${issue.identifier}: ${url} (\`${branch}\` into \`${config.landing.targetBranch}\`, head \`${landed.commit}\`)${approval}. The required checks passed on it merged into \`${config.landing.targetBranch}\`.${landed.pullRequest.leftAlone ? ` ${landed.pullRequest.leftAlone.note}` : ''}`,
         );
         setPhase('Done', `Pull request #${number} opened: ${url}`);
         return { phase: 'Done', landedCommit: null, pullRequest: status.pullRequest, rounds: round, tokens: status.tokens, turns: status.turns, model: status.model, headCommit: landed.commit };

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { approve, startIssue } from '../../lib/issue-client.ts';
+import { approve, startIssue } from '../../client/issues.ts';
 import { sandboxExists } from '../../lib/sandbox/container.ts';
 import type { IssueWorkflowResult } from '../../workflows/definitions.ts';
 import { startFakeGitHub, type FakeGitHub } from '../fakes/github-server.ts';
@@ -185,6 +185,9 @@ describe('landing.strategy pull_request when the tracker names a branch', () => 
         expect(await sh(local.remote, `git ls-tree --name-only ${head}`)).not.toContain('NOTES.md');
         const comments = (await local.tracker.listComments(id)).map((c) => c.body).join('\n');
         expect(comments).toContain(`Opened pull request #${pull.number} for ${id}: ${result.pullRequest!.url} (\`${own}\` into \`main\``);
+        // The workpad names the branch the work is on, and says why it is not the issue's.
+        expect(comments).toContain(`**Branch:** \`${own}\``);
+        expect(comments).toContain(`so Cadenza left it alone and pushed the work to its own branch \`${own}\``);
 
         // A re-run starts from the base again: Cadenza's own branch moves to the new work (it is
         // Cadenza's), the same pull request shows it, and the person's branch is still untouched.
