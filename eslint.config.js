@@ -1,5 +1,6 @@
 // Workflow code must be deterministic: it runs in Temporal's sandbox and is replayed from history.
-// This lint keeps Node built-ins, I/O libraries and runtime imports of activities out of workflows/.
+// This lint keeps Node built-ins, I/O libraries and runtime imports of activities (and of the lib/, client/,
+// infra/ and workers/ code) out of workflows/.
 import tseslint from 'typescript-eslint';
 import { builtinModules } from 'node:module';
 
@@ -27,7 +28,7 @@ export default tseslint.config(
         })),
         patterns: [
           {
-            group: ['**/activities', '**/activities/*', '**/lib/**', '**/infra/**', '**/workers/**'],
+            group: ['**/activities', '**/activities/*', '**/lib/**', '**/client/**', '**/infra/**', '**/workers/**'],
             allowTypeImports: true,
             message: 'Workflows import activity and library types only (import type ...); call activities through proxyActivities.',
           },

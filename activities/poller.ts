@@ -7,7 +7,7 @@ import { ApplicationFailure } from '@temporalio/activity';
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { ContractError, loadContract, type Contract } from '../lib/contract/index.ts';
 import { ineligibility, planDispatch, type RunningIssue } from '../lib/dispatch.ts';
-import { startIssue } from '../lib/issue-client.ts';
+import { startIssue } from '../client/issues.ts';
 import { TrackerError, type Issue } from '../lib/tracker/types.ts';
 import { HISTORY_CAPS, issueWorkflowId, statusQuery, trackerUpdateSignal, WORKPAD_MARKER, type Timing } from '../workflows/definitions.ts';
 import type { ActivityDeps } from './deps.ts';

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { dockerClient } from '../infra/docker.ts';
 import type { Contract } from '../lib/contract/index.ts';
-import { startIssue } from '../lib/issue-client.ts';
+import { startIssue } from '../client/issues.ts';
 import type { Issue } from '../lib/tracker/types.ts';
 import type { IssueWorkflowResult, Timing } from '../workflows/definitions.ts';
 import { envInt, envList, fmtMiB, fmtMs, fmtS, mean, median, percentile, sleep, table, writeResult, type BenchContext, type BenchOutcome } from './lib/common.ts';

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { dockerClient } from '../infra/docker.ts';
-import { startIssue } from '../lib/issue-client.ts';
+import { startIssue } from '../client/issues.ts';
 import { workflowsPath } from '../workers/worker.ts';
 import type { IssueWorkflowResult, Timing } from '../workflows/definitions.ts';
 import { envInt, fmtMs, fmtS, median, sleep, table, waitUntil, writeResult, type BenchContext, type BenchOutcome } from './lib/common.ts';

@@ -1,7 +1,7 @@
 /** Client-side operations on issue workflows, shared by the CLI, the poller and tests. */
 import { WorkflowIdReusePolicy, type Client, type WorkflowHandle } from '@temporalio/client';
-import type { Contract } from './contract/index.ts';
-import type { Issue } from './tracker/types.ts';
+import type { Contract } from '../lib/contract/index.ts';
+import type { Issue } from '../lib/tracker/types.ts';
 import {
   TASK_QUEUE,
   approveLandingUpdate,

@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client, type ScheduleOptions } from '@temporalio/client';
-import type { Contract } from './contract/index.ts';
+import type { Contract } from '../lib/contract/index.ts';
 import { TASK_QUEUE, type Timing } from '../workflows/definitions.ts';
 import type { pollerWorkflow } from '../workflows/poller.ts';
 

@@ -26,8 +26,8 @@ import { defaultServerOptions, stopDevServer, temporalAnswers } from '../infra/t
 import { ArtifactStore } from '../lib/artifacts.ts';
 import { ContractError, loadContract, type Contract } from '../lib/contract/index.ts';
 import { seedDemo } from '../lib/demo.ts';
-import { approve, issueHandle, issueStatus, reject, startIssue } from '../lib/issue-client.ts';
-import { ensurePollSchedule, pollScheduleId } from '../lib/schedule.ts';
+import { approve, issueHandle, issueStatus, reject, startIssue } from '../client/issues.ts';
+import { ensurePollSchedule, pollScheduleId } from '../client/schedule.ts';
 import { createTrackerFactory } from '../lib/tracker/index.ts';
 import type { PollerResult } from '../workflows/poller.ts';
 import { TASK_QUEUE, issueKey, issueWorkflowId, phaseKey, type IssueStatus, type IssueWorkflowResult } from '../workflows/definitions.ts';

@@ -5,7 +5,7 @@
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import type { Contract } from '../../lib/contract/index.ts';
-import { startIssue } from '../../lib/issue-client.ts';
+import { startIssue } from '../../client/issues.ts';
 import type { ScriptedRequest } from '../../lib/scripted-model/index.ts';
 import { cadenzaWorkflowBundle, createCadenzaWorker, createDeps } from '../../workers/worker.ts';
 import type { IssueWorkflowResult, Timing } from '../../workflows/definitions.ts';

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, inject, it } from 'vitest';
 import type { WorkflowHandle } from '@temporalio/client';
 import { dockerClient } from '../../infra/docker.ts';
 import { run } from '../../infra/process.ts';
-import { approve } from '../../lib/issue-client.ts';
+import { approve } from '../../client/issues.ts';
 import { removeSandbox, sandboxExists } from '../../lib/sandbox/container.ts';
 import type { ScriptTurn } from '../../lib/scripted-model/index.ts';
 import type { Timing } from '../../workflows/definitions.ts';

@@ -26,7 +26,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import type { WorkflowHandle } from '@temporalio/client';
-import { approve } from '../../lib/issue-client.ts';
+import { approve } from '../../client/issues.ts';
 import { isAlive } from '../../infra/process.ts';
 import { freePort, startDevServer, stopDevServer, temporalAnswers } from '../../infra/temporal.ts';
 import type { ScriptTurn } from '../../lib/scripted-model/index.ts';

@@ -4,7 +4,7 @@
  * again; a proof command that hangs is killed at its `timeout_ms` and the evidence is kept.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { issueStatus } from '../../lib/issue-client.ts';
+import { issueStatus } from '../../client/issues.ts';
 import { WORKPAD_MARKER, type Timing } from '../../workflows/definitions.ts';
 import { startStallingProxy, type StallingProxy } from '../fakes/stalling-proxy.ts';
 import { retriedSessionAttempts } from '../helpers/chaos.ts';

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import type { WorkflowHandle } from '@temporalio/client';
 import { dockerClient } from '../../infra/docker.ts';
-import { approve } from '../../lib/issue-client.ts';
+import { approve } from '../../client/issues.ts';
 import { sandboxExists } from '../../lib/sandbox/container.ts';
 import type { ScriptTurn } from '../../lib/scripted-model/index.ts';
 import { approveLandingSignal, type IssueWorkflowResult, type Timing } from '../../workflows/definitions.ts';

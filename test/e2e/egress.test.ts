@@ -7,7 +7,7 @@
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { approve } from '../../lib/issue-client.ts';
+import { approve } from '../../client/issues.ts';
 import { hostRegistry } from '../../lib/egress/registries.ts';
 import type { EgressRecord } from '../../lib/egress/relay.ts';
 import { finish, shell, write } from '../fixtures/scripts.ts';

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { run } from '../../infra/process.ts';
-import { approve, issueStatus, startIssue } from '../../lib/issue-client.ts';
+import { approve, issueStatus, startIssue } from '../../client/issues.ts';
 import { containerName } from '../../lib/sandbox/names.ts';
 import { getFile } from '../../lib/sandbox/workspace.ts';
 import { approveLandingSignal, WORKPAD_MARKER, type IssueStatus } from '../../workflows/definitions.ts';

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { dockerClient } from '../../infra/docker.ts';
-import { approve, issueStatus, reject } from '../../lib/issue-client.ts';
+import { approve, issueStatus, reject } from '../../client/issues.ts';
 import { containerName, volumeName } from '../../lib/sandbox/names.ts';
 import { approveLandingSignal, rejectLandingSignal, trackerUpdateSignal } from '../../workflows/definitions.ts';
 import { startFlakyProxy, type FlakyProxy } from '../fakes/flaky-proxy.ts';

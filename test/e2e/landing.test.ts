@@ -4,7 +4,7 @@
  * and the next round's agent gets the conflicted files, brings its branch up to date, and lands.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { approve } from '../../lib/issue-client.ts';
+import { approve } from '../../client/issues.ts';
 import { WORKPAD_MARKER } from '../../workflows/definitions.ts';
 import { SHOUT } from '../fixtures/scripts.ts';
 import { World, historyText, sh } from '../helpers/world.ts';

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ApplicationFailure, WorkflowUpdateFailedError } from '@temporalio/client';
-import { approve, issueStatus, reject } from '../../lib/issue-client.ts';
+import { approve, issueStatus, reject } from '../../client/issues.ts';
 import { approveLandingSignal, approveLandingUpdate, HISTORY_CAPS, trackerUpdateSignal, WORKPAD_MARKER } from '../../workflows/definitions.ts';
 import { openBrowser, openWorkflowPage, renderedText, screenshot } from '../helpers/browser.ts';
 import { World } from '../helpers/world.ts';

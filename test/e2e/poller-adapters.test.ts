@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { dockerClient } from '../../infra/docker.ts';
-import { issueStatus } from '../../lib/issue-client.ts';
+import { issueStatus } from '../../client/issues.ts';
 import { sandboxExists } from '../../lib/sandbox/container.ts';
 import { startFakeGitHub, type FakeGitHub } from '../fakes/github-server.ts';
 import { startFakeLinear, type FakeLinear } from '../fakes/linear-server.ts';

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dockerClient } from '../../infra/docker.ts';
 import { run } from '../../infra/process.ts';
-import { approve, issueStatus } from '../../lib/issue-client.ts';
+import { approve, issueStatus } from '../../client/issues.ts';
 import { sandboxExists } from '../../lib/sandbox/container.ts';
 import { World } from '../helpers/world.ts';
 

@@ -2,6 +2,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { TrackerConfig } from '../../lib/contract/types.ts';
 import { GitHubTracker, githubTrackerFromConfig, nextLink } from '../../lib/tracker/github.ts';
 import { TrackerError } from '../../lib/tracker/types.ts';
+import { ApplicationFailure } from '@temporalio/common';
+import { asTrackerFailure } from '../../activities/tracker.ts';
 import { startFakeGitHub, type FakeGitHub } from '../fakes/github-server.ts';
 
 const TOKEN = 'ghp_fakeTokenValue1234567890';
@@ -320,6 +322,7 @@ describe('errors', () => {
     const error = await caught(tracker.fetchIssuesByStates(['Todo']));
     expect(error.code).toBe('tracker_rate_limited');
     expect(error.message).toMatch(/resets at \d{4}-\d\d-\d\dT[\d:.]+Z \(in \d+ s\)/);
+    expect(error.retryAfterMs).toBeGreaterThan(0);
     expect(await tracker.fetchIssuesByStates(['Todo'])).toHaveLength(1);
   });
 
@@ -330,6 +333,10 @@ describe('errors', () => {
     expect(error.code).toBe('tracker_rate_limited');
     expect(error.message).toContain('secondary rate limit');
     expect(error.message).toContain('retry after 60 s');
+    // How long to wait travels with the error, and a tracker activity's retry waits that long.
+    expect(error.retryAfterMs).toBe(60_000);
+    const failure = asTrackerFailure(error) as ApplicationFailure;
+    expect(failure).toMatchObject({ type: 'tracker_rate_limited', nonRetryable: false, nextRetryDelay: 60_000 });
     await tracker.addComment(String(n), 'hello');
     expect(gh.issue(n).comments).toHaveLength(1);
   });
@@ -394,5 +401,15 @@ describe('nextLink', () => {
     expect(
       nextLink('<https://x/r?page=1>; rel="prev", <https://x/r?page=3&a=b,c>; rel="next", <https://x/r?page=9>; rel="last"'),
     ).toBe('https://x/r?page=3&a=b,c');
+  });
+});
+
+describe('tracker errors as Temporal failures', () => {
+  it('what no retry can fix fails at once; an outage is retried with backoff', () => {
+    expect(asTrackerFailure(new TrackerError('tracker_auth_failed', 'GitHub rejected the API token'))).toMatchObject({ type: 'tracker_auth_failed', nonRetryable: true });
+    expect(asTrackerFailure(new TrackerError('tracker_not_found', 'no such issue'))).toMatchObject({ type: 'tracker_not_found', nonRetryable: true });
+    const outage = asTrackerFailure(new TrackerError('tracker_unavailable', 'GitHub answered 502')) as ApplicationFailure;
+    expect(outage).toMatchObject({ type: 'tracker_unavailable', nonRetryable: false });
+    expect(outage.nextRetryDelay).toBeUndefined();
   });
 });

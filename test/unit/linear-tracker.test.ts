@@ -243,6 +243,7 @@ describe('LinearTracker: failures', () => {
     const error = await trackerError(linear.fetchIssuesByIds([id]));
     expect(error.code).toBe('tracker_rate_limited');
     expect(error.message).toContain('retry after 60 s');
+    expect(error.retryAfterMs).toBe(60_000);
     expect(error.message).toMatch(/resets at \d{4}-\d\d-\d\dT/);
     expect(error.message).not.toContain(API_KEY);
     expect(await linear.fetchIssuesByIds([id])).toHaveLength(1);
