@@ -1,0 +1,48 @@
+/** `cadenza show`: the latest proof's evidence from the artifact store. */
+import path from 'node:path';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import { InfraError } from '../../infra/log.ts';
+import { stateDir } from '../../infra/paths.ts';
+import { issueHandle, issueStatus } from '../../client/issues.ts';
+import { ArtifactStore } from '../../lib/artifacts.ts';
+import type { IssueStatus } from '../../workflows/definitions.ts';
+import { addressOf, connect, notFound, out, table, trackerKind, withWorker, type Flags } from './common.ts';
+
+export const EVIDENCE = ['walkthrough', 'diff', 'checks', 'egress', 'summary'] as const;
+
+/** Prints the latest proof's evidence from this machine's artifact store (the worker's state folder). */
+export async function showEvidence(flags: Flags, identifier: string, what = 'walkthrough'): Promise<void> {
+  const address = addressOf(flags);
+  const { client, connection } = await connect(address);
+  let status: IssueStatus;
+  try {
+    const handle = issueHandle(client, trackerKind(flags), identifier);
+    await handle.describe().catch((error: unknown) => {
+      if (error instanceof WorkflowNotFoundError) throw notFound(identifier, handle.workflowId, address);
+      throw error;
+    });
+    status = await withWorker(connection, 10_000, () => issueStatus(handle));
+  } finally {
+    await connection.close();
+  }
+  const proof = status.proof.at(-1);
+  if (!proof) throw new InfraError(`${identifier} has no proof yet (phase ${status.phase}, round ${status.round}).`, `wait for Verifying to finish; \`npx cadenza status ${identifier}\` shows where it is.`);
+  const artifacts = new ArtifactStore(path.join(stateDir(), 'artifacts'));
+  const text = async (ref: string) => artifacts.getText(ref).catch(() => {
+    throw new InfraError(`the artifact ${ref} is not in ${path.join(stateDir(), 'artifacts')}.`, 'run `cadenza show` where the worker keeps its state, or set CADENZA_STATE_DIR to that folder.');
+  });
+  if (what === 'walkthrough') out(await text(proof.walkthrough.ref));
+  if (what === 'summary') out(await text(proof.summary.ref));
+  if (what === 'diff') out(await text(proof.diff.ref));
+  if (what === 'checks') {
+    for (const check of [...proof.checks, ...(proof.baseTests ?? [])]) out(`=== ${check.name}: ${check.passed ? 'passed' : 'FAILED'} (exit ${check.exitCode})\n${await text(check.output.ref)}`);
+  }
+  if (what === 'egress') {
+    if (!proof.egress) {
+      out('Nothing left the sandboxes of this run.');
+      return;
+    }
+    const records = JSON.parse(await text(proof.egress.log.ref)) as Array<{ phase: string; destination: string; allowed: boolean; reason: string; bytesIn: number; bytesOut: number }>;
+    table(['PHASE', 'DESTINATION', 'DECISION', 'BYTES IN', 'BYTES OUT', 'WHY'], records.map((r) => [r.phase, r.destination, r.allowed ? 'allowed' : 'REFUSED', String(r.bytesIn), String(r.bytesOut), r.reason]));
+  }
+}
