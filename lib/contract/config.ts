@@ -161,11 +161,15 @@ class Section {
 function tracker(s: Section, dir: string): TrackerConfig {
   const kind = s.oneOf('kind', TRACKER_KINDS, 'local');
   const defaultKey = DEFAULT_TRACKER_KEY[kind];
-  const apiKey = s.secret('api_key', defaultKey ? { env: defaultKey } : null);
-  const projectSlug = s.optional('project_slug');
+  // Symphony's generic layout keeps the adapter's settings under tracker.provider; they win over the
+  // same keys directly under tracker.
+  const provider = s.section('provider');
+  const from = (name: string) => (provider.get(name) !== undefined ? provider : s);
+  const apiKey = from('api_key').secret('api_key', defaultKey ? { env: defaultKey } : null);
+  const projectSlug = from('project_slug').optional('project_slug');
   const repository = s.optional('repository');
   if (kind === 'linear' && projectSlug === null) {
-    invalid(s.key('project_slug'), s.get('project_slug'), 'the Linear project slug (required when tracker.kind is "linear")');
+    invalid(s.key('project_slug'), s.get('project_slug'), 'the Linear project slug (required when tracker.kind is "linear"; tracker.provider.project_slug in Symphony\'s layout)');
   }
   if (repository !== null && !OWNER_NAME.test(repository)) {
     invalid(s.key('repository'), repository, '"owner/name"');
@@ -177,11 +181,11 @@ function tracker(s: Section, dir: string): TrackerConfig {
   return {
     kind,
     path: kind === 'local' ? resolvePath(s.nonEmpty('path', './issues'), dir) : null,
-    endpoint: httpUrl(s, 'endpoint'),
+    endpoint: httpUrl(from('endpoint'), 'endpoint'),
     apiKey,
     projectSlug,
     repository,
-    assignee: s.optional('assignee'),
+    assignee: from('assignee').optional('assignee'),
     requiredLabels: s.list('required_labels', []).map((l) => l.toLowerCase()),
     activeStates: s.list('active_states', ['Todo', 'In Progress'], true),
     terminalStates: s.list('terminal_states', ['Closed', 'Cancelled', 'Canceled', 'Duplicate', 'Done']),
@@ -277,7 +281,28 @@ function byState(s: Section): Record<string, number> {
   return Object.fromEntries(entries);
 }
 
-function repo(s: Section, dir: string): CadenzaConfig['repo'] {
+/** `git clone [options] URL [dir]` in a hook: the repository a Symphony workflow works in. */
+export function clonedRepository(hook: unknown): string | null {
+  if (typeof hook !== 'string') return null;
+  const words = /(?:^|[;&|\n]\s*)git\s+clone\s+([^\n;&|]+)/.exec(hook)?.[1]?.trim().split(/\s+/) ?? [];
+  const withValue = new Set(['--depth', '-b', '--branch', '-o', '--origin', '--reference', '--filter', '-c', '--config', '-j', '--jobs']);
+  for (let i = 0; i < words.length; i++) {
+    if (withValue.has(words[i]!)) i++;
+    else if (!words[i]!.startsWith('-')) return words[i]!.replace(/^["']|["']$/g, '');
+  }
+  return null;
+}
+
+function repo(s: Section, dir: string, afterCreate: unknown): CadenzaConfig['repo'] {
+  if (s.optional('url') === null) {
+    // Symphony has no repo: its after_create hook clones one. Cadenza clones, proves and lands itself.
+    const cloned = clonedRepository(afterCreate);
+    const allowed = 'a git URL or a path to a git repository (required)';
+    const add = `repo: { url: ${cloned ?? '<git URL or path>'}, base_branch: main }`;
+    throw new ContractError('invalid_config', cloned
+      ? `repo.url is missing: Cadenza needs the repository it works in and lands to. hooks.after_create clones ${cloned} (Symphony's way); Cadenza clones it itself. Add\n  ${add}\nand take the git clone out of hooks.after_create (the workspace already holds the checkout)`
+      : `repo.url is missing: Cadenza needs the repository it works in and lands to. Add\n  ${add}`, { key: 'repo.url', allowed });
+  }
   const url = s.required('url', 'a git URL or a path to a git repository');
   refuseCredentials(s.key('url'), url);
   return {
@@ -430,7 +455,12 @@ export function buildConfig(raw: Raw, dir: string, env: Env = process.env): Cade
 export function buildConfigWithWarnings(raw: Raw, dir: string, env: Env = process.env): { config: CadenzaConfig; warnings: string[] } {
   const reads = new Set<string>();
   const config = buildSections(new Section(raw, '', env, reads), dir);
-  return { config, warnings: unknownKeys(raw, '', reads).map((key) => unknownKeyWarning(key, reads)) };
+  const warnings = unknownKeys(raw, '', reads).map((key) => unknownKeyWarning(key, reads));
+  const cloned = clonedRepository(config.hooks.afterCreate);
+  if (cloned) {
+    warnings.push(`hooks.after_create runs git clone ${cloned}, but the workspace already holds the checkout of repo.url (Cadenza clones it itself); take the clone out of the hook`);
+  }
+  return { config, warnings };
 }
 
 /** Keys present in `value` under `path` that nothing read, descending only into maps whose children were read. */
@@ -482,7 +512,7 @@ function buildSections(root: Section, dir: string): CadenzaConfig {
   const workspaceRoot = resolvePath(workspace.nonEmpty('root', join(tmpdir(), 'cadenza_workspaces')), dir);
   const hooksConfig = hooks(root.section('hooks'));
   const agentConfig = agent(root.section('agent'), root.section('codex'));
-  const repoConfig = repo(root.section('repo'), dir);
+  const repoConfig = repo(root.section('repo'), dir, root.section('hooks').get('after_create'));
   const config: CadenzaConfig = {
     tracker: trackerConfig,
     polling,
