@@ -1,8 +1,12 @@
 /**
- * The scripted model: a local HTTP server speaking the OpenAI Chat Completions wire protocol that
- * replays a script of tool calls per issue (used when there is no OPENAI_API_KEY).
+ * The scripted model: a local HTTP server speaking the model wire protocols that replays a script of
+ * tool calls per issue (used when there is no OPENAI_API_KEY, and to drive agent CLIs offline).
  *
- * - POST /v1/chat/completions (non-streaming) and GET /v1/models; any `Authorization: Bearer` value.
+ * - POST /v1/chat/completions (non-streaming), GET /v1/models; any `Authorization: Bearer` value.
+ * - POST /v1/responses (OpenAI's Responses API, what Codex speaks) and POST /v1/messages (Anthropic's
+ *   Messages API, what Claude Code speaks; `x-api-key` or Bearer), each plain or with `stream: true`
+ *   as server-sent events (see wire.ts). The turn answered is the number of answers the model already
+ *   gave in the request's transcript, as for chat completions.
  * - The issue comes from the first `Issue identifier: X` line in the messages; its script is
  *   `<scriptsDir>/X.json|.yaml|.yml` (see script.ts). The turn answered is the number of assistant
  *   messages already in the transcript, so the reply depends only on the request: a retried or
@@ -33,6 +37,10 @@ import {
   type Reply,
 } from './protocol.ts';
 import { ScriptError, loadScript } from './script.ts';
+import {
+  anthropicError, buildMessage, buildResponse, identifierIn, messageEvents, messagesLastInput, messagesTurn, responseEvents,
+  responsesLastInput, responsesTurn, validateMessagesRequest, validateResponsesRequest, type SseEvent,
+} from './wire.ts';
 
 export interface ScriptedModelOptions {
   scriptsDir: string;
@@ -54,6 +62,8 @@ export interface ScriptedRequest {
   /** How many messages the request carried. */
   messages: number;
   lastUserMessage: string | null;
+  /** Which API it came in on (absent: chat completions). */
+  wire?: 'responses' | 'messages';
 }
 
 export interface ScriptedModel {
@@ -85,40 +95,54 @@ export async function startScriptedModel(options: ScriptedModelOptions): Promise
     if (requestLogFile) await appendFile(requestLogFile, `${JSON.stringify(entry)}\n`);
   }
 
-  async function chatCompletion(req: IncomingMessage): Promise<unknown> {
-    const request = validateRequest(await readJson(req));
-    const identifier = findIdentifier(request.messages);
-    const turn = turnIndex(request.messages);
-    await record({
-      at: new Date().toISOString(),
-      identifier,
-      turn,
-      messages: request.messages.length,
-      lastUserMessage: lastUserMessage(request.messages),
-    });
-
+  /** What the script says for this issue's turn (or why there is nothing to say). */
+  async function replyFor(identifier: string | null, turn: number): Promise<Reply> {
     const loaded = identifier === null ? null : await loadScript(scriptsDir, identifier);
-    let reply: Reply;
     if (loaded === null) {
       const id = identifier ?? '(no issue identifier)';
       const why = identifier === null
         ? 'the request has no "Issue identifier:" line'
         : `there is no ${identifier}.json, ${identifier}.yaml or ${identifier}.yml in ${scriptsDir}`;
-      reply = {
+      return {
         content: `This is the scripted model (no OPENAI_API_KEY) and it has no script for ${id}: ${why}. Finishing.`,
         toolCalls: [{ name: 'finish', arguments: { summary: `no script for ${id}` } }],
       };
-    } else {
-      const step = loaded.script.turns[turn];
-      if (step === undefined) {
-        reply = { content: null, toolCalls: [{ name: 'finish', arguments: { summary: 'script exhausted' } }] };
-      } else {
-        const toolCalls = step.tool_calls ?? [];
-        reply = { content: step.say ?? (toolCalls.length > 0 ? null : ''), toolCalls };
-        if (step.delay_ms) await sleep(step.delay_ms, undefined, { signal: closing.signal });
-      }
     }
-    return buildCompletion(request, turn, reply);
+    const step = loaded.script.turns[turn];
+    if (step === undefined) return { content: null, toolCalls: [{ name: 'finish', arguments: { summary: 'script exhausted' } }] };
+    const toolCalls = step.tool_calls ?? [];
+    if (step.delay_ms) await sleep(step.delay_ms, undefined, { signal: closing.signal });
+    return { content: step.say ?? (toolCalls.length > 0 ? null : ''), toolCalls };
+  }
+
+  async function chatCompletion(req: IncomingMessage): Promise<unknown> {
+    const request = validateRequest(await readJson(req));
+    const identifier = findIdentifier(request.messages);
+    const turn = turnIndex(request.messages);
+    await record({ at: new Date().toISOString(), identifier, turn, messages: request.messages.length, lastUserMessage: lastUserMessage(request.messages) });
+    return buildCompletion(request, turn, await replyFor(identifier, turn));
+  }
+
+  /** OpenAI's Responses API, plain or streamed (what Codex speaks). */
+  async function responses(req: IncomingMessage, res: ServerResponse): Promise<unknown> {
+    const request = validateResponsesRequest(await readJson(req));
+    const identifier = identifierIn(request.instructions, request.input);
+    const turn = responsesTurn(request);
+    await record({ at: new Date().toISOString(), identifier, turn, messages: Array.isArray(request.input) ? request.input.length : 1, lastUserMessage: responsesLastInput(request), wire: 'responses' });
+    const response = buildResponse(request, turn, await replyFor(identifier, turn));
+    if (!request.stream) return response;
+    return streamEvents(res, responseEvents(response));
+  }
+
+  /** Anthropic's Messages API, plain or streamed (what Claude Code speaks). */
+  async function messages(req: IncomingMessage, res: ServerResponse): Promise<unknown> {
+    const request = validateMessagesRequest(await readJson(req));
+    const identifier = identifierIn(request.system, request.messages);
+    const turn = messagesTurn(request);
+    await record({ at: new Date().toISOString(), identifier, turn, messages: request.messages.length, lastUserMessage: messagesLastInput(request), wire: 'messages' });
+    const message = buildMessage(request, turn, await replyFor(identifier, turn));
+    if (!request.stream) return message;
+    return streamEvents(res, messageEvents(message));
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -131,14 +155,18 @@ export async function startScriptedModel(options: ScriptedModelOptions): Promise
       res.setHeader('allow', route.method);
       throw new ApiError(405, `${pathname} only accepts ${route.method}.`, 'invalid_request_error', null, 'method_not_allowed');
     }
-    if (!/^Bearer\s+\S/i.test(req.headers.authorization ?? '')) {
-      throw new ApiError(401, 'Missing API key: send an "Authorization: Bearer <any value>" header.', 'invalid_request_error', null, 'invalid_api_key');
+    const anthropicKey = pathname === '/v1/messages' && typeof req.headers['x-api-key'] === 'string' && req.headers['x-api-key'] !== '';
+    if (!anthropicKey && !/^Bearer\s+\S/i.test(req.headers.authorization ?? '')) {
+      throw new ApiError(401, 'Missing API key: send an "Authorization: Bearer <any value>" header (or x-api-key on /v1/messages).', 'invalid_request_error', null, 'invalid_api_key');
     }
-    send(res, 200, await route.run(req));
+    const body = await route.run(req, res);
+    if (body !== STREAMED) send(res, 200, body);
   }
 
-  const routes: Record<string, { method: string; run: (req: IncomingMessage) => Promise<unknown> }> = {
+  const routes: Record<string, { method: string; run: (req: IncomingMessage, res: ServerResponse) => Promise<unknown> }> = {
     '/v1/chat/completions': { method: 'POST', run: chatCompletion },
+    '/v1/responses': { method: 'POST', run: responses },
+    '/v1/messages': { method: 'POST', run: messages },
     '/v1/models': {
       method: 'GET',
       run: async () => ({ object: 'list', data: [{ id: MODEL_ID, object: 'model', created: 0, owned_by: 'cadenza' }] }),
@@ -151,8 +179,13 @@ export async function startScriptedModel(options: ScriptedModelOptions): Promise
         res.destroy();
         return;
       }
+      const anthropic = (req.url ?? '').startsWith('/v1/messages');
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
       if (error instanceof ApiError) {
-        send(res, error.status, error.body());
+        send(res, error.status, anthropic ? anthropicError(error) : error.body());
         return;
       }
       const message = error instanceof Error ? error.message : String(error);
@@ -187,6 +220,17 @@ export async function startScriptedModel(options: ScriptedModelOptions): Promise
       return closed;
     },
   };
+}
+
+/** Marks a reply already written as a stream. */
+const STREAMED = Symbol('streamed');
+
+/** Writes server-sent events the way both APIs do (`event:` and `data:` lines, a blank line between). */
+function streamEvents(res: ServerResponse, events: SseEvent[]): typeof STREAMED {
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+  for (const { event, data } of events) res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+  res.end();
+  return STREAMED;
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {
