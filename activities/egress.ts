@@ -7,6 +7,7 @@ import { git } from '../lib/git.ts';
 import type { ContractSettings } from '../lib/contract/index.ts';
 import { detectEcosystems, isEcosystem, policyKey, resolveEgress, type EgressPhase, type Ecosystem, type Registry, type ResolvedEgress } from '../lib/egress/policy.ts';
 import { hostCaBundle, hostRegistry } from '../lib/egress/registries.ts';
+import type { ModelGateway } from '../lib/egress/model-gateway.ts';
 import { proxyEnv, relayEnv, relayPort, startRelay, type EgressRecord, type PhaseEgress, type RelaySession } from '../lib/egress/relay.ts';
 import { sandboxKey } from '../lib/sandbox/names.ts';
 import type { ActivityDeps } from './deps.ts';
@@ -41,8 +42,11 @@ export async function runEgress(deps: ActivityDeps, contract: ContractSettings):
  * always, so that each refusal is answered, told and logged), else proxy settings that fail at once.
  * The relay starts while `body` begins (its port is known up front) and its records join the run's log.
  */
-export async function withEgress<T>(deps: ActivityDeps, docker: Docker, container: string, workflowId: string, phase: EgressPhase, policy: ResolvedEgress, body: (egress: PhaseEgress) => Promise<T>, { relay: always = false } = {}): Promise<T> {
-  if (policy.phases[phase].hosts === 'none' && !always) {
+export async function withEgress<T>(
+  deps: ActivityDeps, docker: Docker, container: string, workflowId: string, phase: EgressPhase, policy: ResolvedEgress, body: (egress: PhaseEgress) => Promise<T>,
+  { relay: always = false, model }: { relay?: boolean; model?: ModelGateway } = {},
+): Promise<T> {
+  if (policy.phases[phase].hosts === 'none' && !always && !model) {
     const note = `[cadenza] nothing may leave the sandbox during ${phase} (${policyKey(phase)} is none); connections through the proxy ${CLOSED_PROXY} are refused. To allow a destination, list it in ${policyKey(phase)} in WORKFLOW.md.`;
     return body({
       env: { ...proxyEnv(CLOSED_PROXY), npm_config_fetch_retries: '0', PIP_RETRIES: '0' },
@@ -51,7 +55,8 @@ export async function withEgress<T>(deps: ActivityDeps, docker: Docker, containe
     });
   }
   const port = relayPort();
-  const starting = startRelay(docker, container, phase, policy, port);
+  // With a model gateway (an agent CLI in the sandbox), the model endpoint is a destination too.
+  const starting = startRelay(docker, container, phase, policy, port, model ? { model } : {});
   starting.catch(() => undefined);
   let relay: RelaySession | undefined;
   try {

@@ -13,6 +13,7 @@ import net from 'node:net';
 import { PassThrough, type Duplex } from 'node:stream';
 import type Docker from 'dockerode';
 import { pack } from 'tar-stream';
+import { MODEL_HOST, parseModelRequest, tokensReported, upstreamHeaders, upstreamUrl, type ModelGateway } from './model-gateway.ts';
 import type { EgressPhase, ResolvedEgress } from './policy.ts';
 import { policyKey } from './policy.ts';
 
@@ -99,7 +100,9 @@ function frame(type: number, id: number, payload?: Buffer): Buffer {
  * Starts a relay in `container` for `phase` under `policy`, as root (the agent's user cannot stop
  * it). Resolves once it listens.
  */
-export async function startRelay(docker: Docker, container: string, phase: EgressPhase, policy: ResolvedEgress, port = relayPort()): Promise<RelaySession> {
+export async function startRelay(
+  docker: Docker, container: string, phase: EgressPhase, policy: ResolvedEgress, port = relayPort(), options: { model?: ModelGateway } = {},
+): Promise<RelaySession> {
   const rule = policy.phases[phase];
   const files = pack();
   files.entry({ name: RELAY_DIR.slice(1), type: 'directory', mode: 0o755, uid: 0, gid: 0 });
@@ -122,7 +125,11 @@ export async function startRelay(docker: Docker, container: string, phase: Egres
   const records: EgressRecord[] = [];
   const refusals: string[] = [];
   /** A connection collects its request head, then waits for the decision (queueing what comes), then flows. */
-  interface Connection { head: Buffer<ArrayBufferLike>; deciding: boolean; queued: Buffer[]; upstream?: net.Socket; record?: EgressRecord; started: number }
+  interface Connection {
+    head: Buffer<ArrayBufferLike>; deciding: boolean; queued: Buffer[]; upstream?: net.Socket; record?: EgressRecord; started: number;
+    /** Set for a model request: the body is collected here, then forwarded as one request. */
+    sink?: (payload: Buffer) => void;
+  }
   const connections = new Map<number, Connection>();
   const toSandbox = (type: number, id: number, payload?: Buffer) => {
     if (!stream.destroyed) stream.write(frame(type, id, payload));
@@ -145,6 +152,10 @@ export async function startRelay(docker: Docker, container: string, phase: Egres
     const request = parseHead(text.slice(0, end));
     if (!request) return refuse(id, 'an unreadable request', 'only HTTP proxy requests (CONNECT host:port, or http:// URLs) go through the relay', connection.started);
     const destination = `${request.host}:${request.port}`;
+    if (request.host === MODEL_HOST) {
+      if (!options.model || request.tunnel) return refuse(id, destination, 'the model endpoint is reachable only from an agent runtime\'s session, as plain http://' + MODEL_HOST, connection.started);
+      return forwardToModel(id, connection, options.model, text.slice(0, end), connection.head.subarray(end + 4));
+    }
     if (rule.hosts === 'none') return refuse(id, destination, `${policyKey(phase)} is none`, connection.started);
     const entry = matchingEntry(request.host, request.port, rule.hosts);
     if (!entry) return refuse(id, destination, 'not an allowed destination', connection.started);
@@ -189,6 +200,84 @@ export async function startRelay(docker: Docker, container: string, phase: Egres
     });
   };
 
+  /** Answers a model request itself: a status, JSON or an event stream, then the connection closes. */
+  const answer = (id: number, status: string, contentType: string, body: string) => {
+    toSandbox(DATA, id, Buffer.from(`HTTP/1.1 ${status}\r\nContent-Type: ${contentType}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`));
+    toSandbox(CLOSE, id);
+    connections.delete(id);
+  };
+
+  /**
+   * A request to the model endpoint: collected whole, sent from the worker with the worker's
+   * credential, its answer streamed back as it comes, its tokens counted and the exchange recorded.
+   */
+  const forwardToModel = (id: number, connection: Connection, gateway: ModelGateway, head: string, rest: Buffer) => {
+    const destination = `${MODEL_HOST}:80`;
+    const parsed = parseModelRequest(head);
+    if (!parsed) return refuse(id, destination, 'a model request needs a Content-Length body (no chunked uploads)', connection.started);
+    const refusal = gateway.refusal();
+    if (refusal) {
+      records.push({ phase, destination, allowed: false, reason: refusal, bytesOut: 0, bytesIn: 0, durationMs: Date.now() - connection.started });
+      refusals.push(`Cadenza refused a model request during ${phase}: ${refusal}.`);
+      return answer(id, '429 Too Many Requests', 'application/json', JSON.stringify({
+        type: 'error', error: { type: 'insufficient_quota', code: 'budget_exhausted', message: `Cadenza: ${refusal}`, param: null },
+      }));
+    }
+    const record: EgressRecord = { phase, destination, allowed: true, reason: 'the model endpoint (the worker adds the credential)', bytesOut: 0, bytesIn: 0, durationMs: 0 };
+    records.push(record);
+    const chunks = [rest, ...connection.queued.splice(0)];
+    let received = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
+    let sent = false;
+    const send = async () => {
+      sent = true;
+      connection.sink = () => {};
+      const body = Buffer.concat(chunks).subarray(0, parsed.contentLength);
+      record.bytesOut = body.length;
+      try {
+        const response = await fetch(upstreamUrl(gateway.baseUrl, parsed.path), {
+          method: parsed.method, headers: upstreamHeaders(parsed, gateway),
+          ...(parsed.method === 'GET' || parsed.method === 'HEAD' ? {} : { body }),
+        });
+        const keep = ['content-type', 'retry-after', 'retry-after-ms', 'request-id', 'x-request-id'].flatMap((name) => {
+          const value = response.headers.get(name);
+          return value ? [`${name}: ${value}`] : [];
+        });
+        toSandbox(DATA, id, Buffer.from([`HTTP/1.1 ${response.status} ${response.statusText || 'OK'}`, ...keep, 'Connection: close', '', ''].join('\r\n')));
+        const parts: Buffer[] = [];
+        if (response.body) {
+          for await (const chunk of response.body) {
+            const bytes = Buffer.from(chunk);
+            parts.push(bytes);
+            record.bytesIn += bytes.length;
+            toSandbox(DATA, id, bytes);
+          }
+        }
+        const text = Buffer.concat(parts).toString('utf8');
+        gateway.onExchange({
+          method: parsed.method, path: parsed.path, status: response.status, request: body.toString('utf8'), response: text,
+          tokens: tokensReported(text), durationMs: Date.now() - connection.started,
+        });
+      } catch (error) {
+        record.reason += `; the request failed: ${(error as Error).message}`;
+        if (!record.bytesIn) {
+          answer(id, '502 Bad Gateway', 'application/json', JSON.stringify({ error: { type: 'server_error', message: `Cadenza could not reach the model endpoint: ${(error as Error).message}` } }));
+          return;
+        }
+      } finally {
+        record.durationMs = Date.now() - connection.started;
+      }
+      connections.delete(id);
+      toSandbox(CLOSE, id);
+    };
+    connection.sink = (payload: Buffer) => {
+      chunks.push(payload);
+      received += payload.length;
+      if (!sent && received >= parsed.contentLength) void send();
+    };
+    connection.deciding = false;
+    if (received >= parsed.contentLength) void send();
+  };
+
   let pending: Buffer<ArrayBufferLike> = Buffer.alloc(0);
   stdout.on('data', (chunk: Buffer) => {
     pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
@@ -209,6 +298,8 @@ export async function startRelay(docker: Docker, container: string, phase: Egres
         connection.upstream?.end();
         if (connection.record) connection.record.durationMs = Date.now() - connection.started;
         connections.delete(id);
+      } else if (connection.sink) {
+        connection.sink(Buffer.from(payload));
       } else if (connection.deciding) {
         connection.queued.push(Buffer.from(payload));
       } else if (connection.upstream) {
