@@ -7,6 +7,7 @@
  *   tsx infra/setup.ts server start | stop | status
  */
 import { loadWorkflowBundle } from '../workers/bundle.ts';
+import { ensureCodex } from './agents.ts';
 import { ensureChromium } from './browser.ts';
 import { ensureDockerEngine } from './docker.ts';
 import { ensureSandboxImage } from './image.ts';
@@ -19,6 +20,11 @@ export async function obtainTemporalCli() {
 
 export async function obtainDockerEngine() {
   return step('Docker engine', ensureDockerEngine, (engine) => `${engine.started ? 'started' : 'found'} ${engine.version} at ${engine.host}`);
+}
+
+/** The pinned Codex binary the codex runtime puts in sandboxes (from the npm registry, cached). */
+export async function obtainCodex() {
+  return step('Codex (agent.runtime codex)', ensureCodex, (codex) => `codex ${codex.version} at ${codex.path}`);
 }
 
 /** Tests only: the approver's view in the Temporal UI is checked in headless Chromium. */
@@ -54,7 +60,10 @@ async function main(argv: string[]) {
       await obtainTemporalCli();
       await obtainDockerEngine();
       await obtainSandboxImage();
-      if (argv.includes('--for-tests')) await obtainChromium();
+      if (argv.includes('--for-tests')) {
+        await obtainChromium();
+        await obtainCodex();
+      }
       await prebuildWorkflowBundle();
       say('Set-up complete.');
       return;

@@ -460,12 +460,12 @@ You are working on {{ issue.identifier }}: {{ issue.title }}.
 
 describe('what a contract must say, and what it says that Cadenza does not read', () => {
   it('names unknown keys with the nearest known one, and keeps them', () => {
-    const contract = withRepo('agent: { max_turnz: 5, max_turns: 7 }\nhooks: { timout_ms: 1000 }\ncodex: { command: codex app-server }\nserver: { port: 4000 }');
+    const contract = withRepo('agent: { max_turnz: 5, max_turns: 7 }\nhooks: { timout_ms: 1000 }\ncodex: { service_tier: fast }\nserver: { port: 4000 }');
     expect(contract.config.agent.maxTurns).toBe(7);
     expect(contract.warnings).toEqual([
       `${FILE}: hooks.timout_ms is not a key Cadenza reads here; it is kept and ignored. Did you mean hooks.timeout_ms?`,
       `${FILE}: agent.max_turnz is not a key Cadenza reads here; it is kept and ignored. Did you mean agent.max_turns?`,
-      `${FILE}: codex.command is not a key Cadenza reads here; it is kept and ignored`,
+      `${FILE}: codex.service_tier is not a key Cadenza reads here; it is kept and ignored`,
       `${FILE}: server is not a key Cadenza reads here; it is kept and ignored`,
     ].sort((a, b) => contract.warnings!.indexOf(a) - contract.warnings!.indexOf(b)));
     expect(contract.warnings).toHaveLength(4);

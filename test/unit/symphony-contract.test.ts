@@ -43,7 +43,8 @@ describe("Symphony's own WORKFLOW.md", () => {
     const { tracker, agent, polling } = contract.config;
     expect(tracker).toMatchObject({ kind: 'linear', projectSlug: 'symphony-0c79b11b75ea', apiKey: { env: 'LINEAR_API_KEY' } });
     expect(tracker.activeStates).toEqual(['Todo', 'In Progress', 'Merging', 'Rework']);
-    expect(agent).toMatchObject({ maxConcurrentAgents: 10, maxTurns: 20 });
+    // Its codex.command selects the Codex runtime.
+    expect(agent).toMatchObject({ maxConcurrentAgents: 10, maxTurns: 20, runtime: 'codex', codex: { command: expect.stringMatching(/^codex .* app-server$/) } });
     expect(polling.intervalMs).toBe(5000);
     expect(contract.promptTemplate).toBe(symphony.slice(symphony.indexOf('\n---\n', 4) + 5).trim());
     const prompt = await renderPrompt(contract, {
@@ -53,7 +54,7 @@ describe("Symphony's own WORKFLOW.md", () => {
     expect(prompt).toContain('You are working on a Linear ticket `SYM-1`');
     // Keys only Symphony reads are kept and named; the clone left in the hook is pointed out.
     const warnings = (contract.warnings ?? []).join('\n');
-    expect(warnings).toContain('codex.command is not a key Cadenza reads here');
+    expect(warnings).toContain('codex.thread_sandbox is not a key Cadenza reads here');
     expect(warnings).toContain('hooks.after_create runs git clone https://github.com/openai/symphony, but the workspace already holds the checkout');
     expect(warnings).not.toContain('tracker.provider.project_slug');
   });

@@ -1,0 +1,241 @@
+/**
+ * The Codex runtime: `codex app-server` runs inside the sandbox (no network) and Cadenza speaks its
+ * JSON-RPC protocol over a Docker exec stream, with Symphony's semantics: initialize, thread/start,
+ * turn/start, streamed events until turn/completed or turn/failed, approval requests answered by
+ * policy, read/turn/stall timeouts, continuation turns up to agent.max_turns while the repository has
+ * no change. Its model traffic goes through the egress relay to the worker's model endpoint; the
+ * worker adds the key, counts tokens against model.budget_tokens and records every exchange.
+ */
+import { createReadStream, statSync } from 'node:fs';
+import { PassThrough, type Duplex } from 'node:stream';
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import { pack } from 'tar-stream';
+import { CODEX_VERSION, ensureCodex } from '../../infra/agents.ts';
+import { renderPrompt } from '../../lib/contract/index.ts';
+import { MODEL_BASE_URL, type ModelExchange, type ModelGateway } from '../../lib/egress/model-gateway.ts';
+import { execInSandbox } from '../../lib/sandbox/exec.ts';
+import { REPO_DIR } from '../../lib/sandbox/workspace.ts';
+import type { TokenUsage } from '../../workflows/definitions.ts';
+import type { AgentSessionInput, AgentSessionResult } from '../agent.ts';
+import type { ActivityDeps } from '../deps.ts';
+import { runEgress, withEgress } from '../egress.ts';
+import { reattach, sandboxFor } from '../sandbox.ts';
+
+/** Where Cadenza puts its pinned codex in a sandbox whose image brings none (root's, read-only to the agent). */
+const CODEX_DIR = '/opt/cadenza/bin';
+/** Codex's state for the session: the sandbox's own, gone with the container. */
+const CODEX_HOME = '/tmp/cadenza-codex';
+const READ_TIMEOUT_MS = 30_000;
+
+interface RpcMessage {
+  id?: number | string;
+  method?: string;
+  params?: Record<string, unknown>;
+  result?: Record<string, unknown>;
+  error?: { message?: string };
+}
+
+/** Installs Cadenza's pinned codex in the sandbox unless its image has one on PATH; returns how to call it. */
+async function codexIn(deps: ActivityDeps, container: string): Promise<string> {
+  const found = await execInSandbox(deps.docker, container, { command: `command -v codex || test -x ${CODEX_DIR}/codex && echo ${CODEX_DIR}/codex`, timeoutMs: 20_000, user: 'root' });
+  const existing = found.stdout.trim().split('\n').filter(Boolean).at(-1);
+  if (existing) return existing;
+  const binary = await ensureCodex();
+  const archive = pack();
+  archive.entry({ name: 'opt/cadenza', type: 'directory', mode: 0o755, uid: 0, gid: 0 });
+  archive.entry({ name: 'opt/cadenza/bin', type: 'directory', mode: 0o755, uid: 0, gid: 0 });
+  const entry = archive.entry({ name: 'opt/cadenza/bin/codex', mode: 0o755, uid: 0, gid: 0, size: statSync(binary.path).size }, () => archive.finalize());
+  createReadStream(binary.path).pipe(entry);
+  await deps.docker.getContainer(container).putArchive(archive as unknown as NodeJS.ReadableStream, { path: '/' });
+  return `${CODEX_DIR}/codex`;
+}
+
+const shellQuote = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
+
+export async function runCodexSession(deps: ActivityDeps, input: AgentSessionInput): Promise<AgentSessionResult> {
+  const context = Context.current();
+  const { contract, issue, workflowId } = input;
+  const { agent, model } = contract.config;
+  const sandbox = sandboxFor(deps, workflowId, contract);
+  await reattach(deps, workflowId, contract);
+  const codex = await codexIn(deps, sandbox.container);
+
+  // The model endpoint as the worker reaches it; the sandbox only ever sees MODEL_BASE_URL.
+  const exchanges: ModelExchange[] = [];
+  let used = 0;
+  let spent: string | null = null;
+  const gateway: ModelGateway = {
+    baseUrl: deps.model.client.baseURL,
+    credential: { header: 'authorization', value: deps.model.client.apiKey ?? 'scripted-model-no-key' },
+    refusal: () => {
+      if (input.tokensBefore + used >= model.budgetTokens) spent ??= `model.budget_tokens (${model.budgetTokens}) is spent: ${input.tokensBefore + used} tokens used for ${issue.identifier}`;
+      return spent;
+    },
+    onExchange: (exchange) => {
+      used += exchange.tokens;
+      exchanges.push(exchange);
+      context.heartbeat({ requests: exchanges.length });
+    },
+  };
+
+  const attempt = context.info.attempt > 1 ? context.info.attempt - 1 : null;
+  const prompt = await renderPrompt(contract, { issue, attempt }).catch((error: Error) => {
+    throw ApplicationFailure.nonRetryable(error.message, 'ContractError');
+  });
+  const firstInput = [
+    `Issue identifier: ${issue.identifier}`,
+    'You work in a sandboxed checkout with no network. Do not commit: Cadenza commits your work, runs the proof checks and asks a person to approve landing.',
+    '',
+    prompt,
+    ...(input.feedback ? ['', input.feedback] : []),
+  ].join('\n');
+
+  const command = [
+    agent.codex?.command ?? 'codex app-server',
+    '-c', shellQuote('model_provider="cadenza"'),
+    '-c', shellQuote(`model_providers.cadenza={ name = "Cadenza's model gateway", base_url = "${MODEL_BASE_URL}", wire_api = "responses", env_key = "CADENZA_MODEL_KEY" }`),
+    '-c', shellQuote(`model=${JSON.stringify(model.name)}`),
+  ].join(' ').replace(/^codex(?=\s)/, shellQuote(codex));
+  const events: RpcMessage[] = [];
+  let lastText = '';
+  let turns = 0;
+  const policy = await runEgress(deps, contract);
+  const stallMs = agent.stallTimeoutMs;
+
+  await withEgress(deps, deps.docker, sandbox.container, workflowId, 'agent', policy, async (egress) => {
+    await egress.ready();
+    await execInSandbox(deps.docker, sandbox.container, { command: `mkdir -p ${CODEX_HOME}`, timeoutMs: 10_000, user: contract.config.sandbox.user });
+    const exec = await deps.docker.getContainer(sandbox.container).exec({
+      Cmd: ['sh', '-c', command],
+      User: contract.config.sandbox.user,
+      WorkingDir: REPO_DIR,
+      Env: Object.entries({ ...egress.env, CODEX_HOME, HOME: CODEX_HOME, CADENZA_MODEL_KEY: 'cadenza-gateway' }).map(([key, value]) => `${key}=${value}`),
+      AttachStdin: true, AttachStdout: true, AttachStderr: true,
+    });
+    const stream = (await exec.start({ hijack: true, stdin: true })) as Duplex;
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    deps.docker.modem.demuxStream(stream, stdout, stderr);
+    let stderrTail = '';
+    stderr.on('data', (chunk: Buffer) => (stderrTail = (stderrTail + chunk.toString('utf8')).slice(-4000)));
+
+    let nextId = 1;
+    const waiting = new Map<number, { resolve: (result: Record<string, unknown>) => void; reject: (error: Error) => void }>();
+    let lastEventAt = Date.now();
+    let ended: Error | null = null;
+    const listeners = new Set<(message: RpcMessage) => void>();
+    const send = (message: RpcMessage) => stream.write(`${JSON.stringify(message)}\n`);
+    const fail = (error: Error) => {
+      ended ??= error;
+      for (const { reject } of waiting.values()) reject(error);
+      waiting.clear();
+      for (const listener of listeners) listener({});
+    };
+    stream.on('end', () => fail(new Error(`codex app-server exited${stderrTail ? `: ${stderrTail.trim().split('\n').slice(-3).join(' | ')}` : ''}`)));
+
+    let buffered = '';
+    stdout.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString('utf8');
+      let newline: number;
+      while ((newline = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, newline).trim();
+        buffered = buffered.slice(newline + 1);
+        if (!line) continue;
+        let message: RpcMessage;
+        try {
+          message = JSON.parse(line) as RpcMessage;
+        } catch {
+          continue;
+        }
+        lastEventAt = Date.now();
+        if (message.id !== undefined && message.method === undefined) {
+          const call = waiting.get(Number(message.id));
+          waiting.delete(Number(message.id));
+          if (message.error) call?.reject(new Error(message.error.message ?? 'codex refused the request'));
+          else call?.resolve(message.result ?? {});
+          continue;
+        }
+        if (events.length < 2_000) events.push(message);
+        if (message.id !== undefined && message.method) {
+          // Requests from codex: approvals are granted (the Docker sandbox is the boundary); anything
+          // needing a person is declined, since nobody is at this session.
+          if (/approval/i.test(message.method)) send({ id: message.id, result: { decision: 'accept' } });
+          else send({ id: message.id, error: { message: `Cadenza does not answer ${message.method} in an unattended session` } } as RpcMessage);
+          continue;
+        }
+        const item = message.params?.item as { type?: string; text?: string } | undefined;
+        if (message.method === 'item/completed' && item?.type === 'agentMessage' && item.text) lastText = item.text;
+        for (const listener of listeners) listener(message);
+      }
+    });
+
+    const request = (method: string, params: Record<string, unknown>, timeoutMs = READ_TIMEOUT_MS) => new Promise<Record<string, unknown>>((resolve, reject) => {
+      if (ended) return reject(ended);
+      const id = nextId++;
+      const timer = setTimeout(() => {
+        waiting.delete(id);
+        reject(ApplicationFailure.retryable(`codex did not answer ${method} within ${timeoutMs} ms`, 'AgentTimedOut'));
+      }, timeoutMs);
+      waiting.set(id, { resolve: (result) => (clearTimeout(timer), resolve(result)), reject: (error) => (clearTimeout(timer), reject(error)) });
+      send({ id, method, params });
+    });
+
+    /** One turn: resolves on turn/completed; a failed turn, a stall, a spent budget or the turn timeout end it. */
+    const runTurn = (threadId: string, text: string) => new Promise<void>((resolve, reject) => {
+      const turnStarted = Date.now();
+      const check = setInterval(() => {
+        context.heartbeat({ requests: exchanges.length });
+        if (spent) finish(ApplicationFailure.nonRetryable(`token budget exhausted: ${spent}; the agent was stopped mid-session`, 'BudgetExhausted'));
+        else if (stallMs > 0 && Date.now() - lastEventAt > stallMs) finish(ApplicationFailure.retryable(`codex sent nothing for ${stallMs} ms (agent.stall_timeout_ms); the session is retried`, 'AgentStalled'));
+        else if (Date.now() - turnStarted > agent.turnTimeoutMs) finish(ApplicationFailure.retryable(`the codex turn ran past agent.turn_timeout_ms (${agent.turnTimeoutMs} ms)`, 'AgentTimedOut'));
+      }, 500);
+      const listener = (message: RpcMessage) => {
+        if (ended) return finish(ended);
+        if (message.method === 'turn/completed') finish(null);
+        else if (message.method === 'turn/failed') finish(new Error(`codex turn failed: ${JSON.stringify(message.params?.error ?? message.params).slice(0, 400)}`));
+      };
+      const finish = (error: Error | null) => {
+        clearInterval(check);
+        listeners.delete(listener);
+        if (error) reject(error);
+        else resolve();
+      };
+      listeners.add(listener);
+      request('turn/start', {
+        threadId, input: [{ type: 'text', text }], cwd: REPO_DIR, approvalPolicy: 'never', sandboxPolicy: { type: 'dangerFullAccess' },
+      }).catch(finish);
+    });
+
+    try {
+      await request('initialize', { clientInfo: { name: 'cadenza', title: 'Cadenza', version: CODEX_VERSION }, capabilities: { experimentalApi: true } });
+      send({ method: 'initialized', params: {} });
+      const started = await request('thread/start', { approvalPolicy: 'never', sandbox: 'danger-full-access', cwd: REPO_DIR });
+      const threadId = String((started.thread as { id?: string } | undefined)?.id ?? '');
+      if (!threadId) throw new Error('codex answered thread/start without a thread id');
+      let text = firstInput;
+      for (;;) {
+        turns += 1;
+        await runTurn(threadId, text);
+        const changed = await execInSandbox(deps.docker, sandbox.container, { command: 'git status --porcelain', timeoutMs: 20_000, user: contract.config.sandbox.user, workdir: REPO_DIR });
+        if (changed.stdout.trim() || turns >= agent.maxTurns) break;
+        text = `Continuation turn ${turns + 1} of ${agent.maxTurns}: the repository has no change yet. Make the change the issue asks for.`;
+      }
+    } finally {
+      stream.end();
+      stream.destroy();
+    }
+  }, { relay: true, model: gateway });
+
+  const tokens: TokenUsage = { input: 0, output: 0, total: used };
+  const stored = await deps.artifacts.putJson({ runtime: 'codex', version: CODEX_VERSION, exchanges, events }, 'transcript');
+  return {
+    transcript: { ref: stored.ref, kind: 'transcript', bytes: stored.bytes },
+    turns: exchanges.length,
+    tokens,
+    summary: lastText || `codex ended ${turns} turn(s) without a final message`,
+    stopReason: 'finished',
+    model: `codex ${CODEX_VERSION} (${deps.model.kind === 'scripted' ? `scripted ${model.name}` : model.name})`,
+    resumedAtTurn: 0,
+    attempt: context.info.attempt,
+  };
+}

@@ -1,0 +1,67 @@
+/**
+ * The Codex runtime end to end: Symphony's `codex.command` selects it, the real `codex app-server`
+ * (pinned, from the npm registry) runs inside the sandbox with no network, driven by the scripted
+ * model over OpenAI's Responses API through the egress relay; the worker adds the key. The change
+ * is proven by Cadenza's checks and lands after approval, like any other run.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CODEX_VERSION } from '../../infra/agents.ts';
+import { approve, issueStatus } from '../../client/issues.ts';
+import { World, historyText } from '../helpers/world.ts';
+import type { ScriptTurn } from '../../lib/scripted-model/index.ts';
+
+const SECRET = 'sk-codex-runtime-test-0123456789-DO-NOT-LEAK';
+const exec = (cmd: string): ScriptTurn => ({ tool_calls: [{ name: 'exec_command', arguments: { cmd, tty: false, yield_time_ms: 20_000 } }] });
+
+const SHOUT_BY_CODEX: ScriptTurn[] = [
+  exec([
+    "cat > src/shout.js <<'EOF'",
+    'export function shout(text) {',
+    '  return `${text.toUpperCase()}!`;',
+    '}',
+    'EOF',
+    "cat > test/shout.test.js <<'EOF'",
+    "import test from 'node:test';",
+    "import assert from 'node:assert/strict';",
+    "import { shout } from '../src/shout.js';",
+    '',
+    "test('shout', () => assert.equal(shout('hi'), 'HI!'));",
+    'EOF',
+  ].join('\n')),
+  exec('npm test 2>&1 | tail -5'),
+  { say: 'Added shout() with a test; npm test passes.' },
+];
+
+describe('agent runtime: Codex app-server in the sandbox', () => {
+  let world: World;
+  beforeAll(async () => {
+    world = await World.create({ modelKey: SECRET, extraContract: 'codex: { command: codex app-server, read_timeout_ms: 60000 }\nagent: { max_turns: 2 }' });
+  });
+  afterAll(async () => world?.close());
+
+  it('makes the change with the real codex binary, the proof passes, it lands after approval; the key stays with the worker', async () => {
+    const id = world.id('codex');
+    await world.addIssue({ identifier: id, title: 'Add shout' }, SHOUT_BY_CODEX);
+    await world.run(async () => {
+      const handle = await world.start(id);
+      const waiting = await world.waitForPhase(handle, 'AwaitingApproval', 300_000);
+      expect(waiting.model).toContain(`codex ${CODEX_VERSION}`);
+      expect(waiting.proof[0]!.passed).toBe(true);
+      expect(waiting.proof[0]!.changedFiles.sort()).toEqual(['src/shout.js', 'test/shout.test.js']);
+      expect(waiting.tokens.total).toBeGreaterThan(0);
+      // Codex spoke the Responses API to the scripted model, through the relay, one request per model turn.
+      const requests = world.modelRequests.filter((request) => request.identifier === id);
+      expect(requests.map((request) => [request.wire, request.turn])).toEqual([['responses', 0], ['responses', 1], ['responses', 2]]);
+      // The test run's output came back to the model as the exec_command result.
+      expect(requests[2]!.lastUserMessage).toMatch(/# fail 0/);
+
+      await approve(handle, 'alice');
+      const result = await handle.result();
+      expect(result.phase).toBe('Done');
+      expect(await world.remoteLog()).toContain(`Land ${id}: Add shout`);
+      const status = await issueStatus(handle);
+      expect(status.turns).toBe(3);
+      expect(historyText(await handle.fetchHistory())).not.toContain(SECRET);
+    });
+  });
+});
