@@ -191,7 +191,8 @@ export async function runCodexSession(deps: ActivityDeps, input: AgentSessionInp
       }, 500);
       const listener = (message: RpcMessage) => {
         if (ended) return finish(ended);
-        if (message.method === 'turn/completed') finish(null);
+        // A turn that ends because the worker refused its model requests ended for want of budget.
+        if (message.method === 'turn/completed') finish(spent ? ApplicationFailure.nonRetryable(`token budget exhausted: ${spent}; the agent was stopped mid-session`, 'BudgetExhausted') : null);
         else if (message.method === 'turn/failed') finish(new Error(`codex turn failed: ${JSON.stringify(message.params?.error ?? message.params).slice(0, 400)}`));
       };
       const finish = (error: Error | null) => {

@@ -64,4 +64,24 @@ describe('agent runtime: Codex app-server in the sandbox', () => {
       expect(historyText(await handle.fetchHistory())).not.toContain(SECRET);
     });
   });
+
+  it('stops the agent mid-session once model.budget_tokens is spent, with the reason', async () => {
+    const tight = await World.create({ modelKey: SECRET, extraContract: 'codex: { command: codex app-server }\nmodel: { budget_tokens: 100 }' });
+    try {
+      const id = tight.id('budget');
+      await tight.addIssue({ identifier: id, title: 'Add shout' }, SHOUT_BY_CODEX);
+      await tight.run(async () => {
+        const handle = await tight.start(id);
+        await tight.waitForPhase(handle, "Failed", 120_000);
+        await expect(handle.result()).rejects.toThrow();
+        const status = await issueStatus(handle);
+        expect(status.phase).toBe('Failed');
+        expect(status.lastError).toMatch(/token budget exhausted: model.budget_tokens \(100\) is spent: \d+ tokens used for .*; the agent was stopped mid-session/);
+        // One model request got through; the next was refused by the worker, not sent on.
+        expect(tight.modelRequests.filter((request) => request.identifier === id)).toHaveLength(1);
+      });
+    } finally {
+      await tight.close();
+    }
+  });
 });
