@@ -6,25 +6,22 @@
  * no change. Its model traffic goes through the egress relay to the worker's model endpoint; the
  * worker adds the key, counts tokens against model.budget_tokens and records every exchange.
  */
-import { createReadStream, statSync } from 'node:fs';
-import { PassThrough, type Duplex } from 'node:stream';
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import { pack } from 'tar-stream';
 import { CODEX_VERSION, ensureCodex } from '../../infra/agents.ts';
 import { renderPrompt } from '../../lib/contract/index.ts';
-import { MODEL_BASE_URL, type ModelExchange, type ModelGateway } from '../../lib/egress/model-gateway.ts';
+import { MODEL_BASE_URL } from '../../lib/egress/model-gateway.ts';
 import { execInSandbox } from '../../lib/sandbox/exec.ts';
 import { REPO_DIR } from '../../lib/sandbox/workspace.ts';
 import type { TokenUsage } from '../../workflows/definitions.ts';
 import type { AgentSessionInput, AgentSessionResult } from '../agent.ts';
 import type { ActivityDeps } from '../deps.ts';
 import { runEgress, withEgress } from '../egress.ts';
+import { agentBinaryIn, meteredGateway, startInSandbox } from './common.ts';
 import { reattach, sandboxFor } from '../sandbox.ts';
 
-/** Where Cadenza puts its pinned codex in a sandbox whose image brings none (root's, read-only to the agent). */
-const CODEX_DIR = '/opt/cadenza/bin';
 /** Codex's state for the session: the sandbox's own, gone with the container. */
 const CODEX_HOME = '/tmp/cadenza-codex';
+/** codex.read_timeout_ms when a contract does not say: how long codex may take to answer a request. */
 const READ_TIMEOUT_MS = 30_000;
 
 interface RpcMessage {
@@ -35,21 +32,6 @@ interface RpcMessage {
   error?: { message?: string };
 }
 
-/** Installs Cadenza's pinned codex in the sandbox unless its image has one on PATH; returns how to call it. */
-async function codexIn(deps: ActivityDeps, container: string): Promise<string> {
-  const found = await execInSandbox(deps.docker, container, { command: `command -v codex || test -x ${CODEX_DIR}/codex && echo ${CODEX_DIR}/codex`, timeoutMs: 20_000, user: 'root' });
-  const existing = found.stdout.trim().split('\n').filter(Boolean).at(-1);
-  if (existing) return existing;
-  const binary = await ensureCodex();
-  const archive = pack();
-  archive.entry({ name: 'opt/cadenza', type: 'directory', mode: 0o755, uid: 0, gid: 0 });
-  archive.entry({ name: 'opt/cadenza/bin', type: 'directory', mode: 0o755, uid: 0, gid: 0 });
-  const entry = archive.entry({ name: 'opt/cadenza/bin/codex', mode: 0o755, uid: 0, gid: 0, size: statSync(binary.path).size }, () => archive.finalize());
-  createReadStream(binary.path).pipe(entry);
-  await deps.docker.getContainer(container).putArchive(archive as unknown as NodeJS.ReadableStream, { path: '/' });
-  return `${CODEX_DIR}/codex`;
-}
-
 const shellQuote = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
 
 export async function runCodexSession(deps: ActivityDeps, input: AgentSessionInput): Promise<AgentSessionResult> {
@@ -58,25 +40,15 @@ export async function runCodexSession(deps: ActivityDeps, input: AgentSessionInp
   const { agent, model } = contract.config;
   const sandbox = sandboxFor(deps, workflowId, contract);
   await reattach(deps, workflowId, contract);
-  const codex = await codexIn(deps, sandbox.container);
+  const codex = await agentBinaryIn(deps, sandbox.container, 'codex', ensureCodex);
 
   // The model endpoint as the worker reaches it; the sandbox only ever sees MODEL_BASE_URL.
-  const exchanges: ModelExchange[] = [];
-  let used = 0;
-  let spent: string | null = null;
-  const gateway: ModelGateway = {
+  const metered = meteredGateway(context, {
     baseUrl: deps.model.client.baseURL,
     credential: { header: 'authorization', value: deps.model.client.apiKey ?? 'scripted-model-no-key' },
-    refusal: () => {
-      if (input.tokensBefore + used >= model.budgetTokens) spent ??= `model.budget_tokens (${model.budgetTokens}) is spent: ${input.tokensBefore + used} tokens used for ${issue.identifier}`;
-      return spent;
-    },
-    onExchange: (exchange) => {
-      used += exchange.tokens;
-      exchanges.push(exchange);
-      context.heartbeat({ requests: exchanges.length });
-    },
-  };
+    budgetTokens: model.budgetTokens, tokensBefore: input.tokensBefore, identifier: issue.identifier,
+  });
+  const { exchanges } = metered;
 
   const attempt = context.info.attempt > 1 ? context.info.attempt - 1 : null;
   const prompt = await renderPrompt(contract, { issue, attempt }).catch((error: Error) => {
@@ -105,71 +77,54 @@ export async function runCodexSession(deps: ActivityDeps, input: AgentSessionInp
   await withEgress(deps, deps.docker, sandbox.container, workflowId, 'agent', policy, async (egress) => {
     await egress.ready();
     await execInSandbox(deps.docker, sandbox.container, { command: `mkdir -p ${CODEX_HOME}`, timeoutMs: 10_000, user: contract.config.sandbox.user });
-    const exec = await deps.docker.getContainer(sandbox.container).exec({
-      Cmd: ['sh', '-c', command],
-      User: contract.config.sandbox.user,
-      WorkingDir: REPO_DIR,
-      Env: Object.entries({ ...egress.env, CODEX_HOME, HOME: CODEX_HOME, CADENZA_MODEL_KEY: 'cadenza-gateway' }).map(([key, value]) => `${key}=${value}`),
-      AttachStdin: true, AttachStdout: true, AttachStderr: true,
+    const codexProcess = await startInSandbox(deps, sandbox.container, {
+      command, user: contract.config.sandbox.user, workdir: REPO_DIR,
+      env: { ...egress.env, CODEX_HOME, HOME: CODEX_HOME, CADENZA_MODEL_KEY: 'cadenza-gateway' },
     });
-    const stream = (await exec.start({ hijack: true, stdin: true })) as Duplex;
-    const stdout = new PassThrough();
-    const stderr = new PassThrough();
-    deps.docker.modem.demuxStream(stream, stdout, stderr);
-    let stderrTail = '';
-    stderr.on('data', (chunk: Buffer) => (stderrTail = (stderrTail + chunk.toString('utf8')).slice(-4000)));
 
     let nextId = 1;
     const waiting = new Map<number, { resolve: (result: Record<string, unknown>) => void; reject: (error: Error) => void }>();
     let lastEventAt = Date.now();
     let ended: Error | null = null;
     const listeners = new Set<(message: RpcMessage) => void>();
-    const send = (message: RpcMessage) => stream.write(`${JSON.stringify(message)}\n`);
+    const send = (message: RpcMessage) => codexProcess.write(JSON.stringify(message));
     const fail = (error: Error) => {
       ended ??= error;
       for (const { reject } of waiting.values()) reject(error);
       waiting.clear();
       for (const listener of listeners) listener({});
     };
-    stream.on('end', () => fail(new Error(`codex app-server exited${stderrTail ? `: ${stderrTail.trim().split('\n').slice(-3).join(' | ')}` : ''}`)));
+    void codexProcess.ended.then((stderrTail) => fail(new Error(`codex app-server exited${stderrTail ? `: ${stderrTail.trim().split('\n').slice(-3).join(' | ')}` : ''}`)));
 
-    let buffered = '';
-    stdout.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString('utf8');
-      let newline: number;
-      while ((newline = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, newline).trim();
-        buffered = buffered.slice(newline + 1);
-        if (!line) continue;
-        let message: RpcMessage;
-        try {
-          message = JSON.parse(line) as RpcMessage;
-        } catch {
-          continue;
-        }
-        lastEventAt = Date.now();
-        if (message.id !== undefined && message.method === undefined) {
-          const call = waiting.get(Number(message.id));
-          waiting.delete(Number(message.id));
-          if (message.error) call?.reject(new Error(message.error.message ?? 'codex refused the request'));
-          else call?.resolve(message.result ?? {});
-          continue;
-        }
-        if (events.length < 2_000) events.push(message);
-        if (message.id !== undefined && message.method) {
-          // Requests from codex: approvals are granted (the Docker sandbox is the boundary); anything
-          // needing a person is declined, since nobody is at this session.
-          if (/approval/i.test(message.method)) send({ id: message.id, result: { decision: 'accept' } });
-          else send({ id: message.id, error: { message: `Cadenza does not answer ${message.method} in an unattended session` } } as RpcMessage);
-          continue;
-        }
-        const item = message.params?.item as { type?: string; text?: string } | undefined;
-        if (message.method === 'item/completed' && item?.type === 'agentMessage' && item.text) lastText = item.text;
-        for (const listener of listeners) listener(message);
+    codexProcess.onLine((line) => {
+      let message: RpcMessage;
+      try {
+        message = JSON.parse(line) as RpcMessage;
+      } catch {
+        return;
       }
+      lastEventAt = Date.now();
+      if (message.id !== undefined && message.method === undefined) {
+        const call = waiting.get(Number(message.id));
+        waiting.delete(Number(message.id));
+        if (message.error) call?.reject(new Error(message.error.message ?? 'codex refused the request'));
+        else call?.resolve(message.result ?? {});
+        return;
+      }
+      if (events.length < 2_000) events.push(message);
+      if (message.id !== undefined && message.method) {
+        // Requests from codex: approvals are granted (the Docker sandbox is the boundary); anything
+        // needing a person is declined, since nobody is at this session.
+        if (/approval/i.test(message.method)) send({ id: message.id, result: { decision: 'accept' } });
+        else send({ id: message.id, error: { message: `Cadenza does not answer ${message.method} in an unattended session` } } as RpcMessage);
+        return;
+      }
+      const item = message.params?.item as { type?: string; text?: string } | undefined;
+      if (message.method === 'item/completed' && item?.type === 'agentMessage' && item.text) lastText = item.text;
+      for (const listener of listeners) listener(message);
     });
 
-    const request = (method: string, params: Record<string, unknown>, timeoutMs = READ_TIMEOUT_MS) => new Promise<Record<string, unknown>>((resolve, reject) => {
+    const request = (method: string, params: Record<string, unknown>, timeoutMs = agent.codex?.readTimeoutMs ?? READ_TIMEOUT_MS) => new Promise<Record<string, unknown>>((resolve, reject) => {
       if (ended) return reject(ended);
       const id = nextId++;
       const timer = setTimeout(() => {
@@ -185,14 +140,14 @@ export async function runCodexSession(deps: ActivityDeps, input: AgentSessionInp
       const turnStarted = Date.now();
       const check = setInterval(() => {
         context.heartbeat({ requests: exchanges.length });
-        if (spent) finish(ApplicationFailure.nonRetryable(`token budget exhausted: ${spent}; the agent was stopped mid-session`, 'BudgetExhausted'));
+        if (metered.spent()) finish(ApplicationFailure.nonRetryable(`token budget exhausted: ${metered.spent()}; the agent was stopped mid-session`, 'BudgetExhausted'));
         else if (stallMs > 0 && Date.now() - lastEventAt > stallMs) finish(ApplicationFailure.retryable(`codex sent nothing for ${stallMs} ms (agent.stall_timeout_ms); the session is retried`, 'AgentStalled'));
         else if (Date.now() - turnStarted > agent.turnTimeoutMs) finish(ApplicationFailure.retryable(`the codex turn ran past agent.turn_timeout_ms (${agent.turnTimeoutMs} ms)`, 'AgentTimedOut'));
       }, 500);
       const listener = (message: RpcMessage) => {
         if (ended) return finish(ended);
         // A turn that ends because the worker refused its model requests ended for want of budget.
-        if (message.method === 'turn/completed') finish(spent ? ApplicationFailure.nonRetryable(`token budget exhausted: ${spent}; the agent was stopped mid-session`, 'BudgetExhausted') : null);
+        if (message.method === 'turn/completed') finish(metered.spent() ? ApplicationFailure.nonRetryable(`token budget exhausted: ${metered.spent()}; the agent was stopped mid-session`, 'BudgetExhausted') : null);
         else if (message.method === 'turn/failed') finish(new Error(`codex turn failed: ${JSON.stringify(message.params?.error ?? message.params).slice(0, 400)}`));
       };
       const finish = (error: Error | null) => {
@@ -222,12 +177,11 @@ export async function runCodexSession(deps: ActivityDeps, input: AgentSessionInp
         text = `Continuation turn ${turns + 1} of ${agent.maxTurns}: the repository has no change yet. Make the change the issue asks for.`;
       }
     } finally {
-      stream.end();
-      stream.destroy();
+      codexProcess.stop();
     }
-  }, { relay: true, model: gateway });
+  }, { relay: true, model: metered.gateway });
 
-  const tokens: TokenUsage = { input: 0, output: 0, total: used };
+  const tokens: TokenUsage = { input: 0, output: 0, total: metered.used() };
   const stored = await deps.artifacts.putJson({ runtime: 'codex', version: CODEX_VERSION, exchanges, events }, 'transcript');
   return {
     transcript: { ref: stored.ref, kind: 'transcript', bytes: stored.bytes },

@@ -264,7 +264,7 @@ function agent(s: Section, codex: Section): AgentConfig {
     invalid(codex.key('command'), codexCommand, 'a command that starts `codex app-server` (Cadenza speaks its JSON-RPC protocol and adds the model provider settings)');
   }
   return {
-    ...(runtime !== 'cadenza' ? { runtime, codex: { command: codexCommand ?? 'codex app-server' } } : {}),
+    ...(runtime !== 'cadenza' ? { runtime, codex: { command: codexCommand ?? 'codex app-server', readTimeoutMs: codex.int('read_timeout_ms', 30_000, 1) } } : {}),
     maxConcurrentAgents: s.int('max_concurrent_agents', 10, 1),
     maxTurns: s.int('max_turns', 20, 1),
     maxRounds: s.int('max_rounds', DEFAULT_MAX_ROUNDS, 1),

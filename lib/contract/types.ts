@@ -42,7 +42,7 @@ export interface AgentConfig {
   /** Who runs the session: Cadenza's own tool loop (absent), or an agent CLI inside the sandbox. */
   runtime?: 'cadenza' | 'codex';
   /** With runtime codex: the command that starts `codex app-server` in the sandbox (Symphony's codex.command). */
-  codex?: { command: string };
+  codex?: { command: string; readTimeoutMs?: number };
   maxConcurrentAgents: number;
   maxTurns: number;
   /** Rounds a run may take in all, whatever starts them (failed proofs, rejections, conflicts); absent in contracts from before: 10. */
