@@ -12,6 +12,7 @@ import type { ArtifactRef, TokenUsage } from '../workflows/definitions.ts';
 import { AGENT_TOOLS, runTool } from './agent-tools.ts';
 import type { ActivityDeps } from './deps.ts';
 import { runEgress, withEgress } from './egress.ts';
+import { runClaudeCodeSession } from './runtimes/claude-code.ts';
 import { runCodexSession } from './runtimes/codex.ts';
 import { reattach, sandboxFor } from './sandbox.ts';
 
@@ -100,6 +101,7 @@ export function createAgentActivities(deps: ActivityDeps) {
   async function runAgentSession(input: AgentSessionInput): Promise<AgentSessionResult> {
     // An agent CLI inside the sandbox instead of Cadenza's own loop (agent.runtime, or Symphony's codex.command).
     if (input.contract.config.agent.runtime === 'codex') return runCodexSession(deps, input);
+    if (input.contract.config.agent.runtime === 'claude-code') return runClaudeCodeSession(deps, input);
     const context = Context.current();
     const { contract, issue, workflowId, round } = input;
     const { agent, model } = contract.config;

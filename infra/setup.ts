@@ -7,7 +7,7 @@
  *   tsx infra/setup.ts server start | stop | status
  */
 import { loadWorkflowBundle } from '../workers/bundle.ts';
-import { ensureCodex } from './agents.ts';
+import { ensureClaudeCode, ensureCodex } from './agents.ts';
 import { ensureChromium } from './browser.ts';
 import { ensureDockerEngine } from './docker.ts';
 import { ensureSandboxImage } from './image.ts';
@@ -25,6 +25,11 @@ export async function obtainDockerEngine() {
 /** The pinned Codex binary the codex runtime puts in sandboxes (from the npm registry, cached). */
 export async function obtainCodex() {
   return step('Codex (agent.runtime codex)', ensureCodex, (codex) => `codex ${codex.version} at ${codex.path}`);
+}
+
+/** The pinned Claude Code binary the claude-code runtime puts in sandboxes. */
+export async function obtainClaudeCode() {
+  return step('Claude Code (agent.runtime claude-code)', ensureClaudeCode, (claude) => `claude ${claude.version} at ${claude.path}`);
 }
 
 /** Tests only: the approver's view in the Temporal UI is checked in headless Chromium. */
@@ -63,6 +68,7 @@ async function main(argv: string[]) {
       if (argv.includes('--for-tests')) {
         await obtainChromium();
         await obtainCodex();
+        await obtainClaudeCode();
       }
       await prebuildWorkflowBundle();
       say('Set-up complete.');

@@ -250,7 +250,7 @@ function hooks(s: Section): HooksConfig {
   };
 }
 
-const AGENT_RUNTIMES = ['cadenza', 'codex'] as const;
+const AGENT_RUNTIMES = ['cadenza', 'codex', 'claude-code'] as const;
 
 function agent(s: Section, codex: Section): AgentConfig {
   // Symphony keeps the two timeouts under `codex`; honour them when `agent` does not set its own.
@@ -259,12 +259,13 @@ function agent(s: Section, codex: Section): AgentConfig {
   // Symphony's codex.command selects the Codex runtime unless agent.runtime says otherwise.
   const codexCommand = codex.optional('command');
   const runtime = s.oneOf('runtime', AGENT_RUNTIMES, codexCommand ? 'codex' : 'cadenza',
-    `one of ${AGENT_RUNTIMES.map((name) => `"${name}"`).join(', ')} (Claude Code is not available in this build yet)`);
+    `one of ${AGENT_RUNTIMES.map((name) => `"${name}"`).join(', ')}`);
   if (runtime === 'codex' && codexCommand !== null && !/(^|\s)app-server(\s|$)/.test(codexCommand)) {
     invalid(codex.key('command'), codexCommand, 'a command that starts `codex app-server` (Cadenza speaks its JSON-RPC protocol and adds the model provider settings)');
   }
   return {
-    ...(runtime !== 'cadenza' ? { runtime, codex: { command: codexCommand ?? 'codex app-server', readTimeoutMs: codex.int('read_timeout_ms', 30_000, 1) } } : {}),
+    ...(runtime === 'codex' ? { runtime, codex: { command: codexCommand ?? 'codex app-server', readTimeoutMs: codex.int('read_timeout_ms', 30_000, 1) } } : {}),
+    ...(runtime === 'claude-code' ? { runtime } : {}),
     maxConcurrentAgents: s.int('max_concurrent_agents', 10, 1),
     maxTurns: s.int('max_turns', 20, 1),
     maxRounds: s.int('max_rounds', DEFAULT_MAX_ROUNDS, 1),

@@ -40,7 +40,7 @@ export interface HooksConfig {
 
 export interface AgentConfig {
   /** Who runs the session: Cadenza's own tool loop (absent), or an agent CLI inside the sandbox. */
-  runtime?: 'cadenza' | 'codex';
+  runtime?: 'cadenza' | 'codex' | 'claude-code';
   /** With runtime codex: the command that starts `codex app-server` in the sandbox (Symphony's codex.command). */
   codex?: { command: string; readTimeoutMs?: number };
   maxConcurrentAgents: number;
