@@ -7,14 +7,13 @@
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { CLAUDE_CODE_VERSION, ensureClaudeCode } from '../../infra/agents.ts';
-import { renderPrompt } from '../../lib/contract/index.ts';
 import { MODEL_HOST } from '../../lib/egress/model-gateway.ts';
 import { REPO_DIR } from '../../lib/sandbox/workspace.ts';
 import type { AgentSessionInput, AgentSessionResult } from '../agent.ts';
 import type { ActivityDeps } from '../deps.ts';
 import { runEgress, withEgress } from '../egress.ts';
 import { reattach, sandboxFor } from '../sandbox.ts';
-import { agentBinaryIn, meteredGateway, startInSandbox } from './common.ts';
+import { agentBinaryIn, meteredGateway, sessionPrompt, startInSandbox } from './common.ts';
 
 const CLAUDE_HOME = '/tmp/cadenza-claude';
 
@@ -49,17 +48,7 @@ export async function runClaudeCodeSession(deps: ActivityDeps, input: AgentSessi
     budgetTokens: model.budgetTokens, tokensBefore: input.tokensBefore, identifier: issue.identifier,
   });
 
-  const attempt = context.info.attempt > 1 ? context.info.attempt - 1 : null;
-  const prompt = await renderPrompt(contract, { issue, attempt }).catch((error: Error) => {
-    throw ApplicationFailure.nonRetryable(error.message, 'ContractError');
-  });
-  const text = [
-    `Issue identifier: ${issue.identifier}`,
-    'You work in a sandboxed checkout with no network. Do not commit: Cadenza commits your work, runs the proof checks and asks a person to approve landing.',
-    '',
-    prompt,
-    ...(input.feedback ? ['', input.feedback] : []),
-  ].join('\n');
+  const text = await sessionPrompt(context, input);
 
   const events: StreamEvent[] = [];
   let result: StreamEvent | null = null;

@@ -8,7 +8,6 @@
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { CODEX_VERSION, ensureCodex } from '../../infra/agents.ts';
-import { renderPrompt } from '../../lib/contract/index.ts';
 import { MODEL_BASE_URL } from '../../lib/egress/model-gateway.ts';
 import { execInSandbox } from '../../lib/sandbox/exec.ts';
 import { REPO_DIR } from '../../lib/sandbox/workspace.ts';
@@ -16,7 +15,7 @@ import type { TokenUsage } from '../../workflows/definitions.ts';
 import type { AgentSessionInput, AgentSessionResult } from '../agent.ts';
 import type { ActivityDeps } from '../deps.ts';
 import { runEgress, withEgress } from '../egress.ts';
-import { agentBinaryIn, meteredGateway, startInSandbox } from './common.ts';
+import { agentBinaryIn, meteredGateway, sessionPrompt, startInSandbox } from './common.ts';
 import { reattach, sandboxFor } from '../sandbox.ts';
 
 /** Codex's state for the session: the sandbox's own, gone with the container. */
@@ -50,17 +49,7 @@ export async function runCodexSession(deps: ActivityDeps, input: AgentSessionInp
   });
   const { exchanges } = metered;
 
-  const attempt = context.info.attempt > 1 ? context.info.attempt - 1 : null;
-  const prompt = await renderPrompt(contract, { issue, attempt }).catch((error: Error) => {
-    throw ApplicationFailure.nonRetryable(error.message, 'ContractError');
-  });
-  const firstInput = [
-    `Issue identifier: ${issue.identifier}`,
-    'You work in a sandboxed checkout with no network. Do not commit: Cadenza commits your work, runs the proof checks and asks a person to approve landing.',
-    '',
-    prompt,
-    ...(input.feedback ? ['', input.feedback] : []),
-  ].join('\n');
+  const firstInput = await sessionPrompt(context, input);
 
   const command = [
     agent.codex?.command ?? 'codex app-server',

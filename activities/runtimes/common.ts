@@ -5,11 +5,13 @@
  */
 import { createReadStream, statSync } from 'node:fs';
 import { PassThrough, type Duplex } from 'node:stream';
-import type { Context } from '@temporalio/activity';
+import { ApplicationFailure, type Context } from '@temporalio/activity';
 import { pack } from 'tar-stream';
 import type { AgentBinary } from '../../infra/agents.ts';
+import { renderPrompt } from '../../lib/contract/index.ts';
 import type { ModelExchange, ModelGateway } from '../../lib/egress/model-gateway.ts';
 import { execInSandbox } from '../../lib/sandbox/exec.ts';
+import type { AgentSessionInput } from '../agent.ts';
 import type { ActivityDeps } from '../deps.ts';
 
 /** Where Cadenza puts its pinned agent CLIs in a sandbox (root's, read-only to the agent). */
@@ -114,4 +116,22 @@ export async function startInSandbox(
     ended,
     stop: () => stream.destroy(),
   };
+}
+
+/**
+ * What an agent CLI is told first: the issue (its identifier, which the scripted model keys on), the
+ * ground rules, the contract's prompt, and why this round exists when it is not the first.
+ */
+export async function sessionPrompt(context: Context, input: AgentSessionInput): Promise<string> {
+  const attempt = context.info.attempt > 1 ? context.info.attempt - 1 : null;
+  const prompt = await renderPrompt(input.contract, { issue: input.issue, attempt }).catch((error: Error) => {
+    throw ApplicationFailure.nonRetryable(error.message, 'ContractError');
+  });
+  return [
+    `Issue identifier: ${input.issue.identifier}`,
+    'You work in a sandboxed checkout with no network. Do not commit: Cadenza commits your work, runs the proof checks and asks a person to approve landing.',
+    '',
+    prompt,
+    ...(input.feedback ? ['', input.feedback] : []),
+  ].join('\n');
 }

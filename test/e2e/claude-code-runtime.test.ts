@@ -8,26 +8,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLAUDE_CODE_VERSION } from '../../infra/agents.ts';
 import { approve, issueStatus } from '../../client/issues.ts';
 import type { ScriptTurn } from '../../lib/scripted-model/index.ts';
+import { SHOUT_FILES_COMMAND } from '../fixtures/scripts.ts';
 import { World, historyText } from '../helpers/world.ts';
 
 const SECRET = 'sk-ant-claude-runtime-test-0123456789-DO-NOT-LEAK';
 const bash = (command: string): ScriptTurn => ({ tool_calls: [{ name: 'Bash', arguments: { command } }] });
 
 const SHOUT_BY_CLAUDE: ScriptTurn[] = [
-  bash([
-    "cat > src/shout.js <<'EOF'",
-    'export function shout(text) {',
-    '  return `${text.toUpperCase()}!`;',
-    '}',
-    'EOF',
-    "cat > test/shout.test.js <<'EOF'",
-    "import test from 'node:test';",
-    "import assert from 'node:assert/strict';",
-    "import { shout } from '../src/shout.js';",
-    '',
-    "test('shout', () => assert.equal(shout('hi'), 'HI!'));",
-    'EOF',
-  ].join('\n')),
+  bash(SHOUT_FILES_COMMAND),
   bash('npm test 2>&1 | tail -5'),
   { say: 'Added shout() with a test; npm test passes.' },
 ];

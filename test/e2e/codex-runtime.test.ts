@@ -7,6 +7,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CODEX_VERSION } from '../../infra/agents.ts';
 import { approve, issueStatus } from '../../client/issues.ts';
+import { SHOUT_FILES_COMMAND } from '../fixtures/scripts.ts';
+import { startStallingProxy, type StallingProxy } from '../fakes/stalling-proxy.ts';
 import { World, historyText } from '../helpers/world.ts';
 import type { ScriptTurn } from '../../lib/scripted-model/index.ts';
 
@@ -14,20 +16,7 @@ const SECRET = 'sk-codex-runtime-test-0123456789-DO-NOT-LEAK';
 const exec = (cmd: string): ScriptTurn => ({ tool_calls: [{ name: 'exec_command', arguments: { cmd, tty: false, yield_time_ms: 20_000 } }] });
 
 const SHOUT_BY_CODEX: ScriptTurn[] = [
-  exec([
-    "cat > src/shout.js <<'EOF'",
-    'export function shout(text) {',
-    '  return `${text.toUpperCase()}!`;',
-    '}',
-    'EOF',
-    "cat > test/shout.test.js <<'EOF'",
-    "import test from 'node:test';",
-    "import assert from 'node:assert/strict';",
-    "import { shout } from '../src/shout.js';",
-    '',
-    "test('shout', () => assert.equal(shout('hi'), 'HI!'));",
-    'EOF',
-  ].join('\n')),
+  exec(SHOUT_FILES_COMMAND),
   exec('npm test 2>&1 | tail -5'),
   { say: 'Added shout() with a test; npm test passes.' },
 ];
@@ -82,6 +71,33 @@ describe('agent runtime: Codex app-server in the sandbox', () => {
       });
     } finally {
       await tight.close();
+    }
+  });
+
+  it('detects a stall from the event stream and retries the session, which then finishes', async () => {
+    let proxy: StallingProxy | undefined;
+    const stalling = await World.create({
+      modelKey: SECRET,
+      // The second model request of the first attempt gets no answer; the retry's is answered.
+      wrapModelUrl: async (url) => (proxy = await startStallingProxy(url, { turn: 1, stallCount: 1 })).url,
+      extraContract: 'codex: { command: codex app-server }\nagent: { max_turns: 2, stall_timeout_ms: 3000 }',
+    });
+    try {
+      const id = stalling.id('stall');
+      await stalling.addIssue({ identifier: id, title: 'Add shout' }, SHOUT_BY_CODEX);
+      await stalling.run(async () => {
+        const handle = await stalling.start(id);
+        const waiting = await stalling.waitForPhase(handle, 'AwaitingApproval', 300_000);
+        expect(proxy!.stalled).toHaveLength(1);
+        expect(waiting.attempt).toBe(2);
+        expect(waiting.proof[0]!.passed).toBe(true);
+        const history = historyText(await handle.fetchHistory());
+        expect(history).toContain('codex sent nothing for 3000 ms (agent.stall_timeout_ms)');
+        await handle.cancel();
+      });
+    } finally {
+      await stalling.close();
+      await proxy?.close();
     }
   });
 });

@@ -1,5 +1,6 @@
 /**
- * A model that stops answering, at the network edge: forwards OpenAI-wire requests to a model server,
+ * A model that stops answering, at the network edge: forwards model requests (Chat Completions,
+ * Responses, Messages) to a model server,
  * but for the first `stallCount` requests of one turn (turn = assistant messages already in the
  * transcript, as the scripted model counts) it forwards the request and then never sends the answer.
  * The client's own timeout is the only way out; later requests of that turn are answered as usual.
@@ -8,6 +9,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { responsesTurn, type ResponsesRequest } from '../../lib/scripted-model/wire.ts';
 
 export interface StalledRequest {
   turn: number;
@@ -33,17 +35,19 @@ export async function startStallingProxy(target: string, options: { turn: number
     const body = Buffer.concat(chunks);
     let turn = -1;
     try {
-      const messages = (JSON.parse(body.toString('utf8')) as { messages?: Array<{ role?: string }> }).messages ?? [];
-      turn = messages.filter((message) => message.role === 'assistant').length;
+      const parsed = JSON.parse(body.toString('utf8')) as { messages?: Array<{ role?: string }>; input?: unknown };
+      // Chat Completions and Messages count assistant messages; the Responses API its own output runs.
+      turn = parsed.messages ? parsed.messages.filter((message) => message.role === 'assistant').length
+        : parsed.input !== undefined ? responsesTurn(parsed as ResponsesRequest) : -1;
     } catch {
-      // not a chat completion; forwarded as is
+      // not JSON; forwarded as is
     }
     const stall = turn === options.turn && seen < options.stallCount;
     if (turn === options.turn) seen += 1;
     const arrivedAt = Date.now();
     const upstream = await fetch(`${target}${request.url!.replace(/^\/v1/, '')}`, {
       method: request.method,
-      headers: { 'content-type': 'application/json', authorization: request.headers.authorization ?? '' },
+      headers: { 'content-type': 'application/json', authorization: request.headers.authorization ?? '', ...(request.headers['x-api-key'] ? { 'x-api-key': String(request.headers['x-api-key']) } : {}) },
       body: request.method === 'GET' ? undefined : body,
     });
     const answer = Buffer.from(await upstream.arrayBuffer());
