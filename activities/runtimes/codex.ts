@@ -3,13 +3,15 @@
  * JSON-RPC protocol over a Docker exec stream, with Symphony's semantics: initialize, thread/start,
  * turn/start, streamed events until turn/completed or turn/failed, approval requests answered by
  * policy, read/turn/stall timeouts, continuation turns up to agent.max_turns while the repository has
- * no change. Its model traffic goes through the egress relay to the worker's model endpoint; the
+ * no change, and a retried attempt resuming its thread (thread/resume). Its model traffic goes through the egress relay to the worker's model endpoint; the
  * worker adds the key, counts tokens against model.budget_tokens and records every exchange.
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { CODEX_VERSION, ensureCodex } from '../../infra/agents.ts';
 import { MODEL_BASE_URL } from '../../lib/egress/model-gateway.ts';
 import { execInSandbox } from '../../lib/sandbox/exec.ts';
+import { WORKSPACE } from '../../lib/sandbox/container.ts';
+import { sandboxKey } from '../../lib/sandbox/names.ts';
 import { REPO_DIR } from '../../lib/sandbox/workspace.ts';
 import type { TokenUsage } from '../../workflows/definitions.ts';
 import type { AgentSessionInput, AgentSessionResult } from '../agent.ts';
@@ -18,8 +20,11 @@ import { runEgress, withEgress } from '../egress.ts';
 import { agentBinaryIn, meteredGateway, sessionPrompt, startInSandbox } from './common.ts';
 import { reattach, sandboxFor } from '../sandbox.ts';
 
-/** Codex's state for the session: the sandbox's own, gone with the container. */
-const CODEX_HOME = '/tmp/cadenza-codex';
+/**
+ * Codex's state (its threads) on the workspace volume, beside the repository: it outlives the
+ * container, so a retried attempt resumes the same thread. The exporter takes only the repository.
+ */
+const CODEX_HOME = `${WORKSPACE}/.cadenza-codex`;
 /** codex.read_timeout_ms when a contract does not say: how long codex may take to answer a request. */
 const READ_TIMEOUT_MS = 30_000;
 
@@ -50,6 +55,8 @@ export async function runCodexSession(deps: ActivityDeps, input: AgentSessionInp
   const { exchanges } = metered;
 
   const firstInput = await sessionPrompt(context, input);
+  // Per run and round, like the built-in loop's checkpoint: a reset or a new run starts afresh.
+  const threadPointer = `${sandboxKey(workflowId)}-${context.info.workflowExecution?.runId ?? 'standalone'}-round-${input.round}-codex-thread`;
 
   const command = [
     agent.codex?.command ?? 'codex app-server',
@@ -154,10 +161,22 @@ export async function runCodexSession(deps: ActivityDeps, input: AgentSessionInp
     try {
       await request('initialize', { clientInfo: { name: 'cadenza', title: 'Cadenza', version: CODEX_VERSION }, capabilities: { experimentalApi: true } });
       send({ method: 'initialized', params: {} });
-      const started = await request('thread/start', { approvalPolicy: 'never', sandbox: 'danger-full-access', cwd: REPO_DIR });
+      // A retried attempt of this session resumes its thread (codex keeps it in CODEX_HOME); a new
+      // session, or a thread codex can no longer load, starts a new one.
+      const saved = await deps.artifacts.getPointer<{ threadId: string }>(threadPointer);
+      const resumed = saved
+        ? await request('thread/resume', { threadId: saved.threadId, cwd: REPO_DIR, approvalPolicy: 'never', sandbox: 'danger-full-access' }).catch((error: Error) => {
+          deps.log?.(`${issue.identifier}: codex could not resume thread ${saved.threadId} (${error.message}); starting a new one`);
+          return null;
+        })
+        : null;
+      const started = resumed ?? await request('thread/start', { approvalPolicy: 'never', sandbox: 'danger-full-access', cwd: REPO_DIR });
       const threadId = String((started.thread as { id?: string } | undefined)?.id ?? '');
-      if (!threadId) throw new Error('codex answered thread/start without a thread id');
-      let text = firstInput;
+      if (!threadId) throw new Error(`codex answered ${resumed ? 'thread/resume' : 'thread/start'} without a thread id`);
+      if (!resumed) await deps.artifacts.setPointer(threadPointer, { threadId });
+      let text = resumed
+        ? `Attempt ${context.info.attempt} of this session: the previous one was interrupted. Carry on from where the work stands.`
+        : firstInput;
       for (;;) {
         turns += 1;
         await runTurn(threadId, text);

@@ -74,7 +74,7 @@ describe('agent runtime: Codex app-server in the sandbox', () => {
     }
   });
 
-  it('detects a stall from the event stream and retries the session, which then finishes', async () => {
+  it('detects a stall from the event stream and retries the session, which resumes the thread and finishes', async () => {
     let proxy: StallingProxy | undefined;
     const stalling = await World.create({
       modelKey: SECRET,
@@ -90,6 +90,9 @@ describe('agent runtime: Codex app-server in the sandbox', () => {
         const waiting = await stalling.waitForPhase(handle, 'AwaitingApproval', 300_000);
         expect(proxy!.stalled).toHaveLength(1);
         expect(waiting.attempt).toBe(2);
+        // The retry resumed codex's thread: its next request carried the first attempt's turn, so
+        // the model was asked turn 1 again, not the whole session from the start.
+        expect(stalling.modelRequests.filter((request) => request.identifier === id).map((request) => request.turn)).toEqual([0, 1, 1, 2]);
         expect(waiting.proof[0]!.passed).toBe(true);
         const history = historyText(await handle.fetchHistory());
         expect(history).toContain('codex sent nothing for 3000 ms (agent.stall_timeout_ms)');
