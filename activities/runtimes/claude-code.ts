@@ -5,9 +5,12 @@
  * message and streams system, assistant, user (tool result) and result events, one JSON per line.
  * Its model traffic goes through the relay's model gateway to the worker's Anthropic endpoint.
  */
+import { randomUUID } from 'node:crypto';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { CLAUDE_CODE_VERSION, ensureClaudeCode } from '../../infra/agents.ts';
 import { MODEL_HOST } from '../../lib/egress/model-gateway.ts';
+import { WORKSPACE } from '../../lib/sandbox/container.ts';
+import { sandboxKey } from '../../lib/sandbox/names.ts';
 import { REPO_DIR } from '../../lib/sandbox/workspace.ts';
 import type { AgentSessionInput, AgentSessionResult } from '../agent.ts';
 import type { ActivityDeps } from '../deps.ts';
@@ -15,7 +18,8 @@ import { runEgress, withEgress } from '../egress.ts';
 import { reattach, sandboxFor } from '../sandbox.ts';
 import { agentBinaryIn, meteredGateway, sessionPrompt, startInSandbox } from './common.ts';
 
-const CLAUDE_HOME = '/tmp/cadenza-claude';
+/** Claude Code's home (its sessions) on the workspace volume beside the repository, so a retried attempt can resume. */
+const CLAUDE_HOME = `${WORKSPACE}/.cadenza-claude`;
 
 interface StreamEvent {
   type?: string;
@@ -48,7 +52,15 @@ export async function runClaudeCodeSession(deps: ActivityDeps, input: AgentSessi
     budgetTokens: model.budgetTokens, tokensBefore: input.tokensBefore, identifier: issue.identifier,
   });
 
-  const text = await sessionPrompt(context, input);
+  // A retried attempt resumes the session the first one started (claude --resume); a new session gets an id of ours.
+  const sessionPointer = `${sandboxKey(workflowId)}-${context.info.workflowExecution?.runId ?? 'standalone'}-round-${input.round}-claude-session`;
+  const saved = await deps.artifacts.getPointer<{ sessionId: string; resume?: boolean }>(sessionPointer);
+  const resume = Boolean(saved && saved.resume !== false);
+  const sessionId = saved?.sessionId ?? randomUUID();
+  if (!resume) await deps.artifacts.setPointer(sessionPointer, { sessionId, resume: true });
+  const text = resume
+    ? `Attempt ${context.info.attempt} of this session: the previous one was interrupted. Carry on from where the work stands.`
+    : await sessionPrompt(context, input);
 
   const events: StreamEvent[] = [];
   let result: StreamEvent | null = null;
@@ -57,7 +69,10 @@ export async function runClaudeCodeSession(deps: ActivityDeps, input: AgentSessi
     await egress.ready();
     // model.name is passed on when it names a Claude model; otherwise (the default gpt-4.1) claude's own default is used.
     const claudeModel = /claude|sonnet|opus|haiku/i.test(model.name) ? ['--model', JSON.stringify(model.name)] : [];
-    const flags = ['-p', '--input-format', 'stream-json', '--output-format', 'stream-json', '--verbose', '--dangerously-skip-permissions', '--max-turns', String(agent.maxTurns), ...claudeModel];
+    const flags = [
+      '-p', '--input-format', 'stream-json', '--output-format', 'stream-json', '--verbose', '--dangerously-skip-permissions', '--max-turns', String(agent.maxTurns),
+      ...(resume ? ['--resume', sessionId] : ['--session-id', sessionId]), ...claudeModel,
+    ];
     const session = await startInSandbox(deps, sandbox.container, {
       command: `mkdir -p ${CLAUDE_HOME} && exec '${claude}' ${flags.join(' ')}`,
       user: contract.config.sandbox.user,
@@ -95,7 +110,11 @@ export async function runClaudeCodeSession(deps: ActivityDeps, input: AgentSessi
         void session.ended.then((stderrTail) => {
           clearInterval(check);
           if (metered.spent()) reject(ApplicationFailure.nonRetryable(`token budget exhausted: ${metered.spent()}; the agent was stopped mid-session`, 'BudgetExhausted'));
-          else if (!result) reject(new Error(`claude exited without a result${stderrTail ? `: ${stderrTail.trim().split('\n').slice(-3).join(' | ')}` : ''}`));
+          else if (!result) {
+            // A session claude cannot resume is not tried again: the next attempt starts a new one.
+            if (resume) void deps.artifacts.setPointer(sessionPointer, { sessionId: randomUUID(), resume: false });
+            reject(new Error(`claude exited without a result${stderrTail ? `: ${stderrTail.trim().split('\n').slice(-3).join(' | ')}` : ''}`));
+          }
           else resolve();
         });
       });

@@ -9,6 +9,7 @@ import { CLAUDE_CODE_VERSION } from '../../infra/agents.ts';
 import { approve, issueStatus } from '../../client/issues.ts';
 import type { ScriptTurn } from '../../lib/scripted-model/index.ts';
 import { SHOUT_FILES_COMMAND } from '../fixtures/scripts.ts';
+import { startStallingProxy, type StallingProxy } from '../fakes/stalling-proxy.ts';
 import { World, historyText } from '../helpers/world.ts';
 
 const SECRET = 'sk-ant-claude-runtime-test-0123456789-DO-NOT-LEAK';
@@ -49,5 +50,34 @@ describe('agent runtime: Claude Code in the sandbox', () => {
       expect((await issueStatus(handle)).turns).toBe(3);
       expect(historyText(await handle.fetchHistory())).not.toContain(SECRET);
     });
+  });
+
+  it('detects a stall from the event stream and retries the session, which resumes it and finishes', async () => {
+    let proxy: StallingProxy | undefined;
+    const stalling = await World.create({
+      modelKey: 'sk-openai-unused',
+      anthropicKey: SECRET,
+      // The model endpoint is the stalling proxy in front of the scripted model: the second request of the first attempt gets no answer.
+      wrapModelUrl: async (url) => (proxy = await startStallingProxy(url, { turn: 1, stallCount: 1 })).url,
+      extraContract: 'agent: { runtime: claude-code, max_turns: 10, stall_timeout_ms: 3000 }\nmodel: { name: claude-sonnet-4-5 }',
+    });
+    try {
+      const id = stalling.id('stall');
+      await stalling.addIssue({ identifier: id, title: 'Add shout' }, SHOUT_BY_CLAUDE);
+      await stalling.run(async () => {
+        const handle = await stalling.start(id);
+        const waiting = await stalling.waitForPhase(handle, 'AwaitingApproval', 300_000);
+        expect(proxy!.stalled).toHaveLength(1);
+        expect(waiting.attempt).toBe(2);
+        expect(waiting.proof[0]!.passed).toBe(true);
+        // The retry resumed claude's session instead of starting over: no second first turn. (Claude
+        // records the interrupted turn in the session, so the resumed request counts as the third.)
+        expect(stalling.modelRequests.filter((request) => request.identifier === id).map((request) => request.turn)).toEqual([0, 1, 2]);
+        await handle.cancel();
+      });
+    } finally {
+      await stalling.close();
+      await proxy?.close();
+    }
   });
 });

@@ -45,6 +45,8 @@ export interface WorldOptions {
   modelKey?: string;
   /** Contract lines that depend on this world (its identifier prefix), e.g. a tracker on a fake server. */
   contractFor?: (prefix: string) => Promise<string>;
+  /** With `modelKey`: the worker's ANTHROPIC_API_KEY, with ANTHROPIC_BASE_URL at the same model server. */
+  anthropicKey?: string;
   /** With `modelKey`: put something (a failing proxy) between the worker and the model server. */
   wrapModelUrl?: (url: string) => Promise<string>;
   /** Another Temporal frontend than the run's shared test server (a test that restarts its own server). */
@@ -112,6 +114,8 @@ export class World {
       this.externalModel = await startScriptedModel({ scriptsDir: this.scripts, log: () => {} });
       const url = options.wrapModelUrl ? await options.wrapModelUrl(this.externalModel.baseUrl) : this.externalModel.baseUrl;
       Object.assign(env, { OPENAI_API_KEY: options.modelKey, OPENAI_BASE_URL: url });
+      // The same server as the worker's Anthropic endpoint (it speaks the Messages API too).
+      if (options.anthropicKey) Object.assign(env, { ANTHROPIC_API_KEY: options.anthropicKey, ANTHROPIC_BASE_URL: url.replace(/\/v1$/, '') });
     }
     this.contract = loadContract(this.workflowFile, env);
     this.wired = await createDeps({ stateDir: this.state, scriptsDir: this.scripts, env, log: () => {}, temporalAddress: this.temporalAddress });
