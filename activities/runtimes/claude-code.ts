@@ -16,7 +16,7 @@ import type { AgentSessionInput, AgentSessionResult } from '../agent.ts';
 import type { ActivityDeps } from '../deps.ts';
 import { runEgress, withEgress } from '../egress.ts';
 import { reattach, sandboxFor } from '../sandbox.ts';
-import { agentBinaryIn, meteredGateway, sessionPrompt, startInSandbox } from './common.ts';
+import { agentBinaryIn, meteredGateway, sessionPrompt, startInSandbox, watchSession } from './common.ts';
 
 /** Claude Code's home (its sessions) on the workspace volume beside the repository, so a retried attempt can resume. */
 const CLAUDE_HOME = `${WORKSPACE}/.cadenza-claude`;
@@ -97,19 +97,15 @@ export async function runClaudeCodeSession(deps: ActivityDeps, input: AgentSessi
     });
     session.write(JSON.stringify({ type: 'user', message: { role: 'user', content: text } }));
     session.endInput();
-    const started = Date.now();
     try {
       await new Promise<void>((resolve, reject) => {
-        const check = setInterval(() => {
-          context.heartbeat({ requests: metered.exchanges.length });
-          const stop = (error: Error) => (clearInterval(check), reject(error));
-          if (metered.spent()) stop(ApplicationFailure.nonRetryable(`token budget exhausted: ${metered.spent()}; the agent was stopped mid-session`, 'BudgetExhausted'));
-          else if (agent.stallTimeoutMs > 0 && Date.now() - lastEventAt > agent.stallTimeoutMs) stop(ApplicationFailure.retryable(`claude sent nothing for ${agent.stallTimeoutMs} ms (agent.stall_timeout_ms); the session is retried`, 'AgentStalled'));
-          else if (Date.now() - started > agent.turnTimeoutMs) stop(ApplicationFailure.retryable(`the claude session ran past agent.turn_timeout_ms (${agent.turnTimeoutMs} ms)`, 'AgentTimedOut'));
-        }, 500);
+        const unwatch = watchSession(context, {
+          cli: 'claude', metered, stallTimeoutMs: agent.stallTimeoutMs, turnTimeoutMs: agent.turnTimeoutMs, startedAt: Date.now(), lastEventAt: () => lastEventAt, onLimit: reject,
+        });
         void session.ended.then((stderrTail) => {
-          clearInterval(check);
-          if (metered.spent()) reject(ApplicationFailure.nonRetryable(`token budget exhausted: ${metered.spent()}; the agent was stopped mid-session`, 'BudgetExhausted'));
+          unwatch();
+          const exhausted = metered.exhausted();
+          if (exhausted) reject(exhausted);
           else if (!result) {
             // A session claude cannot resume is not tried again: the next attempt starts a new one.
             if (resume) void deps.artifacts.setPointer(sessionPointer, { sessionId: randomUUID(), resume: false });

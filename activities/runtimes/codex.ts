@@ -17,7 +17,7 @@ import type { TokenUsage } from '../../workflows/definitions.ts';
 import type { AgentSessionInput, AgentSessionResult } from '../agent.ts';
 import type { ActivityDeps } from '../deps.ts';
 import { runEgress, withEgress } from '../egress.ts';
-import { agentBinaryIn, meteredGateway, sessionPrompt, startInSandbox } from './common.ts';
+import { agentBinaryIn, meteredGateway, sessionPrompt, startInSandbox, watchSession } from './common.ts';
 import { reattach, sandboxFor } from '../sandbox.ts';
 
 /**
@@ -68,7 +68,6 @@ export async function runCodexSession(deps: ActivityDeps, input: AgentSessionInp
   let lastText = '';
   let turns = 0;
   const policy = await runEgress(deps, contract);
-  const stallMs = agent.stallTimeoutMs;
 
   await withEgress(deps, deps.docker, sandbox.container, workflowId, 'agent', policy, async (egress) => {
     await egress.ready();
@@ -133,21 +132,17 @@ export async function runCodexSession(deps: ActivityDeps, input: AgentSessionInp
 
     /** One turn: resolves on turn/completed; a failed turn, a stall, a spent budget or the turn timeout end it. */
     const runTurn = (threadId: string, text: string) => new Promise<void>((resolve, reject) => {
-      const turnStarted = Date.now();
-      const check = setInterval(() => {
-        context.heartbeat({ requests: exchanges.length });
-        if (metered.spent()) finish(ApplicationFailure.nonRetryable(`token budget exhausted: ${metered.spent()}; the agent was stopped mid-session`, 'BudgetExhausted'));
-        else if (stallMs > 0 && Date.now() - lastEventAt > stallMs) finish(ApplicationFailure.retryable(`codex sent nothing for ${stallMs} ms (agent.stall_timeout_ms); the session is retried`, 'AgentStalled'));
-        else if (Date.now() - turnStarted > agent.turnTimeoutMs) finish(ApplicationFailure.retryable(`the codex turn ran past agent.turn_timeout_ms (${agent.turnTimeoutMs} ms)`, 'AgentTimedOut'));
-      }, 500);
+      const unwatch = watchSession(context, {
+        cli: 'codex', metered, stallTimeoutMs: agent.stallTimeoutMs, turnTimeoutMs: agent.turnTimeoutMs, startedAt: Date.now(), lastEventAt: () => lastEventAt, onLimit: (failure) => finish(failure),
+      });
       const listener = (message: RpcMessage) => {
         if (ended) return finish(ended);
         // A turn that ends because the worker refused its model requests ended for want of budget.
-        if (message.method === 'turn/completed') finish(metered.spent() ? ApplicationFailure.nonRetryable(`token budget exhausted: ${metered.spent()}; the agent was stopped mid-session`, 'BudgetExhausted') : null);
+        if (message.method === 'turn/completed') finish(metered.exhausted());
         else if (message.method === 'turn/failed') finish(new Error(`codex turn failed: ${JSON.stringify(message.params?.error ?? message.params).slice(0, 400)}`));
       };
       const finish = (error: Error | null) => {
-        clearInterval(check);
+        unwatch();
         listeners.delete(listener);
         if (error) reject(error);
         else resolve();

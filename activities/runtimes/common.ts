@@ -39,6 +39,8 @@ export interface MeteredGateway {
   used(): number;
   /** Why the budget stopped the session, once it has. */
   spent(): string | null;
+  /** The session's failure once the budget is spent (BudgetExhausted, not retried), else null. */
+  exhausted(): ApplicationFailure | null;
 }
 
 /** The model endpoint as the worker reaches it, metered against model.budget_tokens for the issue. */
@@ -63,7 +65,34 @@ export function meteredGateway(
       context.heartbeat({ requests: exchanges.length });
     },
   };
-  return { gateway, exchanges, used: () => used, spent: () => spent };
+  return {
+    gateway, exchanges, used: () => used, spent: () => spent,
+    exhausted: () => (spent ? ApplicationFailure.nonRetryable(`token budget exhausted: ${spent}; the agent was stopped mid-session`, 'BudgetExhausted') : null),
+  };
+}
+
+/**
+ * Watches a running session every half second: heartbeats, and calls `onLimit` with the first limit
+ * crossed (a spent budget, no event for agent.stall_timeout_ms, past agent.turn_timeout_ms since
+ * `startedAt`). Returns the function that stops watching.
+ */
+export function watchSession(
+  context: Context,
+  options: { cli: string; metered: MeteredGateway; stallTimeoutMs: number; turnTimeoutMs: number; startedAt: number; lastEventAt: () => number; onLimit: (failure: ApplicationFailure) => void },
+): () => void {
+  const { cli, metered, stallTimeoutMs, turnTimeoutMs } = options;
+  const check = setInterval(() => {
+    context.heartbeat({ requests: metered.exchanges.length });
+    const failure = metered.exhausted()
+      ?? (stallTimeoutMs > 0 && Date.now() - options.lastEventAt() > stallTimeoutMs
+        ? ApplicationFailure.retryable(`${cli} sent nothing for ${stallTimeoutMs} ms (agent.stall_timeout_ms); the session is retried`, 'AgentStalled') : null)
+      ?? (Date.now() - options.startedAt > turnTimeoutMs ? ApplicationFailure.retryable(`the ${cli} turn ran past agent.turn_timeout_ms (${turnTimeoutMs} ms)`, 'AgentTimedOut') : null);
+    if (failure) {
+      clearInterval(check);
+      options.onLimit(failure);
+    }
+  }, 500);
+  return () => clearInterval(check);
 }
 
 export interface SandboxProcess {
