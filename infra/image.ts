@@ -1,13 +1,15 @@
 /**
  * The sandbox image, built without pulling anything: debootstrap a Debian minbase with git, Node.js,
- * npm and Python (with venv), `docker import` it, then a small build on top (non-root user, workspace folder).
+ * npm and Python (with venv), `docker import` it, then a small build on top (non-root user, workspace
+ * folder, the pinned agent CLIs infra/agents.ts obtained at /opt/cadenza/bin).
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createReadStream, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import type Docker from 'dockerode';
-import { pack } from 'tar-stream';
+import { pack, type Pack } from 'tar-stream';
+import { ensureAgentClis, type AgentBinary, type AgentClis } from './agents.ts';
 import { aptInstall, dockerClient } from './docker.ts';
 import { InfraError, say } from './log.ts';
 import { stateDir } from './paths.ts';
@@ -21,11 +23,17 @@ const SUITE = 'bookworm';
 const BASE_PACKAGES = ['git', 'nodejs', 'ca-certificates', 'procps', 'patch', 'python3', 'python3-venv'];
 const CHROOT_PACKAGES = ['npm'];
 const dockerfile = readFileSync(new URL('./sandbox/Dockerfile', import.meta.url), 'utf8');
+/** The build context's folder of agent CLIs, which the Dockerfile copies to /opt/cadenza/bin. */
+const AGENT_CLIS_CONTEXT = 'agent-clis';
 
-/** Tags change whenever the recipe does, so an existing image is only reused if it is current. */
-const recipeHash = createHash('sha256').update(SUITE).update([...BASE_PACKAGES, ...CHROOT_PACKAGES].join(',')).update(dockerfile).digest('hex').slice(0, 12);
 const baseTag = `cadenza-base:${SUITE}-${createHash('sha256').update([...BASE_PACKAGES, ...CHROOT_PACKAGES].join(',')).digest('hex').slice(0, 12)}`;
-const sandboxTag = `cadenza-sandbox:${recipeHash}`;
+
+/** Tags change whenever the recipe does (the CLIs' versions included), so an existing image is only reused if it is current. */
+function sandboxTag(clis: AgentBinary[]): string {
+  const versions = clis.map((cli) => `${cli.name}@${cli.version}`).sort().join(',');
+  const recipeHash = createHash('sha256').update(SUITE).update([...BASE_PACKAGES, ...CHROOT_PACKAGES].join(',')).update(dockerfile).update(versions).digest('hex').slice(0, 12);
+  return `cadenza-sandbox:${recipeHash}`;
+}
 
 export async function imageExists(docker: Docker, name: string): Promise<boolean> {
   try {
@@ -39,19 +47,28 @@ export async function imageExists(docker: Docker, name: string): Promise<boolean
 export interface ImageResult {
   name: string;
   built: boolean;
+  /** The pinned agent CLIs the default image carries; none for another image. */
+  agentClis: AgentBinary[];
+}
+
+/** True when `requested` (or CADENZA_SANDBOX_IMAGE) means Cadenza's default image, the one infra builds. */
+export function isDefaultSandboxImage(requested = process.env.CADENZA_SANDBOX_IMAGE): boolean {
+  return !requested || requested === DEFAULT_SANDBOX_IMAGE;
 }
 
 /**
  * Makes sure the sandbox image is there. With `requested` (or CADENZA_SANDBOX_IMAGE) naming another
- * image, that image must already exist or be pullable; nothing is built for it.
+ * image, that image must already exist or be pullable; nothing is built for it. The default image
+ * carries the agent CLIs in `clis` (obtained here when not given); one that could not be obtained is
+ * left out, and the image is rebuilt once it can be.
  */
-export async function ensureSandboxImage(requested = process.env.CADENZA_SANDBOX_IMAGE): Promise<ImageResult> {
+export async function ensureSandboxImage(requested = process.env.CADENZA_SANDBOX_IMAGE, clis?: AgentClis): Promise<ImageResult> {
   const docker = dockerClient();
-  if (requested && requested !== DEFAULT_SANDBOX_IMAGE) {
-    if (await imageExists(docker, requested)) return { name: requested, built: false };
+  if (requested && !isDefaultSandboxImage(requested)) {
+    if (await imageExists(docker, requested)) return { name: requested, built: false, agentClis: [] };
     try {
       await follow(docker, await docker.pull(requested));
-      return { name: requested, built: false };
+      return { name: requested, built: false, agentClis: [] };
     } catch (error) {
       throw new InfraError(
         `the sandbox image ${requested} is not in the Docker engine and could not be pulled (${(error as Error).message.split('\n')[0]}).`,
@@ -59,18 +76,37 @@ export async function ensureSandboxImage(requested = process.env.CADENZA_SANDBOX
       );
     }
   }
-  if (await imageExists(docker, sandboxTag)) {
-    await docker.getImage(sandboxTag).tag({ repo: 'cadenza-sandbox', tag: 'latest' });
-    return { name: DEFAULT_SANDBOX_IMAGE, built: false };
+  if (!clis) {
+    clis = await ensureAgentClis();
+    for (const { cli, error } of clis.missing) say(`    without ${cli.name} ${cli.version}: ${error.message}`);
+  }
+  const agentClis = clis.obtained;
+  const tag = sandboxTag(agentClis);
+  if (await imageExists(docker, tag)) {
+    await docker.getImage(tag).tag({ repo: 'cadenza-sandbox', tag: 'latest' });
+    return { name: DEFAULT_SANDBOX_IMAGE, built: false, agentClis };
   }
   if (!(await imageExists(docker, baseTag))) await importBase(docker);
-  say(`    building ${sandboxTag} on ${baseTag}`);
+  say(`    building ${tag} on ${baseTag}${agentClis.length ? ` with ${agentClis.map((cli) => `${cli.name} ${cli.version}`).join(', ')}` : ''}`);
+  await follow(docker, await docker.buildImage(buildContext(agentClis) as unknown as NodeJS.ReadableStream, { t: tag, buildargs: { BASE: baseTag } }));
+  await docker.getImage(tag).tag({ repo: 'cadenza-sandbox', tag: 'latest' });
+  return { name: DEFAULT_SANDBOX_IMAGE, built: true, agentClis };
+}
+
+/** The Dockerfile and the agent CLIs' binaries, streamed from the cache (a few hundred MB each). */
+function buildContext(clis: AgentBinary[]): Pack {
   const context = pack();
   context.entry({ name: 'Dockerfile' }, dockerfile);
-  context.finalize();
-  await follow(docker, await docker.buildImage(context as unknown as NodeJS.ReadableStream, { t: sandboxTag, buildargs: { BASE: baseTag } }));
-  await docker.getImage(sandboxTag).tag({ repo: 'cadenza-sandbox', tag: 'latest' });
-  return { name: DEFAULT_SANDBOX_IMAGE, built: true };
+  context.entry({ name: `${AGENT_CLIS_CONTEXT}/`, type: 'directory', mode: 0o755 });
+  const addBinary = (cli: AgentBinary) => new Promise<void>((resolve, reject) => {
+    const entry = context.entry({ name: `${AGENT_CLIS_CONTEXT}/${cli.name}`, mode: 0o755, size: statSync(cli.path).size }, (error) => (error ? reject(error) : resolve()));
+    createReadStream(cli.path).on('error', reject).pipe(entry);
+  });
+  void (async () => {
+    for (const cli of clis) await addBinary(cli);
+    context.finalize();
+  })().catch((error: Error) => context.destroy(error));
+  return context;
 }
 
 async function importBase(docker: Docker): Promise<void> {

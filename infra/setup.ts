@@ -1,17 +1,17 @@
 /**
  * `npm run setup`: obtains and starts every real component Cadenza needs, idempotently.
  *
- *   tsx infra/setup.ts                 Temporal CLI, Docker engine, sandbox image, workflow bundle
+ *   tsx infra/setup.ts                 Temporal CLI, Docker engine, agent CLIs, sandbox image, workflow bundle
  *   tsx infra/setup.ts --for-tests     the same, and Chromium for the UI checks (tests start their own Temporal servers)
  *   tsx infra/setup.ts temporal-cli | docker | image | bundle
  *   tsx infra/setup.ts server start | stop | status
  */
 import { loadWorkflowBundle } from '../workers/bundle.ts';
-import { ensureClaudeCode, ensureCodex } from './agents.ts';
+import { AGENT_CLIS, AGENT_CLIS_DIR, binaryOrReason, type AgentClis } from './agents.ts';
 import { ensureChromium } from './browser.ts';
 import { ensureDockerEngine } from './docker.ts';
-import { ensureSandboxImage } from './image.ts';
-import { runMain, say, step } from './log.ts';
+import { ensureSandboxImage, isDefaultSandboxImage, type ImageResult } from './image.ts';
+import { InfraError, runMain, say, step } from './log.ts';
 import { defaultServerOptions, ensureTemporalCli, startDevServer, stopDevServer, temporalAnswers } from './temporal.ts';
 
 export async function obtainTemporalCli() {
@@ -22,14 +22,25 @@ export async function obtainDockerEngine() {
   return step('Docker engine', ensureDockerEngine, (engine) => `${engine.started ? 'started' : 'found'} ${engine.version} at ${engine.host}`);
 }
 
-/** The pinned Codex binary the codex runtime puts in sandboxes (from the npm registry, cached). */
-export async function obtainCodex() {
-  return step('Codex (agent.runtime codex)', ensureCodex, (codex) => `codex ${codex.version} at ${codex.path}`);
-}
-
-/** The pinned Claude Code binary the claude-code runtime puts in sandboxes. */
-export async function obtainClaudeCode() {
-  return step('Claude Code (agent.runtime claude-code)', ensureClaudeCode, (claude) => `claude ${claude.version} at ${claude.path}`);
+/**
+ * The pinned agent CLIs (from the npm registry, cached) that the default image carries. One that
+ * cannot be obtained is said and left out: the default runtime needs neither, and its runtime then
+ * asks for an image that brings it.
+ */
+export async function obtainAgentClis(): Promise<AgentClis> {
+  const clis: AgentClis = { obtained: [], missing: [] };
+  for (const cli of AGENT_CLIS) {
+    const outcome = await step(`${cli.name} ${cli.version} (agent.runtime ${cli.runtime})`, () => binaryOrReason(cli), (result) => (result instanceof InfraError
+      ? [
+        `NOT AVAILABLE: ${result.message}.`,
+        `    What to do: ${result.hint}`,
+        `    Until then Cadenza's default sandbox image is built without ${cli.name}, and agent.runtime ${cli.runtime} needs a sandbox image with ${cli.name} on PATH (sandbox.image in WORKFLOW.md).`,
+      ].join('\n')
+      : `${result.name} ${result.version} at ${result.path}`));
+    if (outcome instanceof InfraError) clis.missing.push({ cli, error: outcome });
+    else clis.obtained.push(outcome);
+  }
+  return clis;
 }
 
 /** Tests only: the approver's view in the Temporal UI is checked in headless Chromium. */
@@ -37,8 +48,13 @@ export async function obtainChromium() {
   return step('Chromium (UI checks)', ensureChromium, (browser) => `${browser.installed ? 'installed' : 'found'} ${browser.version} at ${browser.path}`);
 }
 
-export async function obtainSandboxImage(requested?: string) {
-  return step('Sandbox image', () => ensureSandboxImage(requested), (image) => `${image.name} ${image.built ? 'built' : 'present'}`);
+/** The sandbox image; for the default one, the agent CLIs it carries are obtained first. */
+export async function obtainSandboxImage(requested?: string, clis?: AgentClis): Promise<ImageResult> {
+  if (isDefaultSandboxImage(requested) && !clis) clis = await obtainAgentClis();
+  return step('Sandbox image', () => ensureSandboxImage(requested, clis), (image) => {
+    const carried = image.agentClis.map((cli) => `${cli.name} ${cli.version}`).join(', ');
+    return `${image.name} ${image.built ? 'built' : 'present'}${carried ? `, with ${carried} at ${AGENT_CLIS_DIR}` : ''}`;
+  });
 }
 
 /** Workers load this instead of bundling the workflow code at every start. */
@@ -64,12 +80,9 @@ async function main(argv: string[]) {
     case 'all': {
       await obtainTemporalCli();
       await obtainDockerEngine();
-      await obtainSandboxImage();
-      if (argv.includes('--for-tests')) {
-        await obtainChromium();
-        await obtainCodex();
-        await obtainClaudeCode();
-      }
+      // Also for another image: one without the CLIs gets these copies put in.
+      await obtainSandboxImage(undefined, await obtainAgentClis());
+      if (argv.includes('--for-tests')) await obtainChromium();
       await prebuildWorkflowBundle();
       say('Set-up complete.');
       return;

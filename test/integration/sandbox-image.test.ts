@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
+import { AGENT_CLIS_DIR, CLAUDE_CODE_VERSION, CODEX_VERSION } from '../../infra/agents.ts';
 import { dockerClient } from '../../infra/docker.ts';
 import { DEFAULT_SANDBOX_IMAGE } from '../../infra/image.ts';
 import { ensureSandbox, removeSandbox } from '../../lib/sandbox/container.ts';
@@ -27,6 +28,17 @@ describe('the default sandbox image on the real Docker engine', () => {
     expect(cwd).toBe('/workspace');
     expect(git).toMatch(/^git version \d+\./);
     expect(node).toMatch(/^v\d+\./);
+  });
+
+  it('carries the pinned codex and claude on PATH, root\'s, and they run as the agent with no network', async () => {
+    const info = await docker.getContainer(containerName(workflowId)).inspect();
+    expect(info.HostConfig.NetworkMode).toBe('none');
+    const found = await sh('id -un; command -v codex; command -v claude; test -w /opt/cadenza/bin || echo read-only');
+    expect(found.stdout.trim().split('\n')).toEqual(['agent', `${AGENT_CLIS_DIR}/codex`, `${AGENT_CLIS_DIR}/claude`, 'read-only']);
+    const versions = await sh('codex --version && claude --version', 60_000);
+    console.log(`default image ${DEFAULT_SANDBOX_IMAGE}:\n${versions.stdout.trim()}`);
+    expect(versions.exitCode).toBe(0);
+    expect(versions.stdout.trim().split('\n')).toEqual([`codex-cli ${CODEX_VERSION}`, `${CLAUDE_CODE_VERSION} (Claude Code)`]);
   });
 
   it('has no network: only loopback, and connecting out fails', async () => {
