@@ -1,35 +1,48 @@
 /**
- * What every agent CLI runtime shares: putting Cadenza's pinned binary in a sandbox whose image has
- * none, the model gateway (the worker's endpoint and key, the token budget, the recorded exchanges),
- * and a process in the sandbox whose stdout is read line by line.
+ * What every agent CLI runtime shares: finding the CLI in the sandbox (Cadenza's default image carries
+ * both) or putting Cadenza's pinned binary in one whose image has none, the model gateway (the
+ * worker's endpoint and key, the token budget, the recorded exchanges), and a process in the sandbox
+ * whose stdout is read line by line.
  */
 import { createReadStream, statSync } from 'node:fs';
 import { PassThrough, type Duplex } from 'node:stream';
 import { ApplicationFailure, type Context } from '@temporalio/activity';
 import { pack } from 'tar-stream';
-import type { AgentBinary } from '../../infra/agents.ts';
+import { AGENT_CLIS, AGENT_CLIS_DIR, AgentCliUnavailable, type AgentBinary, type AgentCli } from '../../infra/agents.ts';
 import { renderPrompt } from '../../lib/contract/index.ts';
 import type { ModelExchange, ModelGateway } from '../../lib/egress/model-gateway.ts';
 import { execInSandbox } from '../../lib/sandbox/exec.ts';
 import type { AgentSessionInput } from '../agent.ts';
 import type { ActivityDeps } from '../deps.ts';
 
-/** Where Cadenza puts its pinned agent CLIs in a sandbox (root's, read-only to the agent). */
-const AGENT_BIN = '/opt/cadenza/bin';
-
-/** The CLI `name` on the sandbox's PATH, or Cadenza's pinned copy put at /opt/cadenza/bin. */
-export async function agentBinaryIn(deps: ActivityDeps, container: string, name: string, ensure: () => Promise<AgentBinary>): Promise<string> {
-  const found = await execInSandbox(deps.docker, container, { command: `command -v ${name} || { test -x ${AGENT_BIN}/${name} && echo ${AGENT_BIN}/${name}; }`, timeoutMs: 20_000, user: 'root' });
+/**
+ * The CLI on the sandbox's PATH (Cadenza's default image carries both at /opt/cadenza/bin), else
+ * Cadenza's pinned copy put there: how an image without one (a contract's own) still works.
+ */
+export async function agentBinaryIn(
+  deps: Pick<ActivityDeps, 'docker' | 'log'>, container: string, name: AgentCli['name'], ensure: () => Promise<AgentBinary>,
+): Promise<string> {
+  const cli = AGENT_CLIS.find((pinned) => pinned.name === name)!;
+  const pinnedPath = `${AGENT_CLIS_DIR}/${cli.name}`;
+  const found = await execInSandbox(deps.docker, container, { command: `command -v ${cli.name} || { test -x ${pinnedPath} && echo ${pinnedPath}; }`, timeoutMs: 20_000, user: 'root' });
   const existing = found.stdout.trim().split('\n').filter(Boolean).at(-1);
   if (existing) return existing;
-  const binary = await ensure();
+  const image = (await deps.docker.getContainer(container).inspect()).Config.Image;
+  const binary = await ensure().catch((error: Error) => {
+    const message = `agent.runtime ${cli.runtime} needs ${cli.name} in the sandbox, and there is none: the image ${image} has no ${cli.name} on PATH, `
+      + `and Cadenza's pinned ${cli.name} ${cli.version} is not available on this worker (${error.message}). `
+      + `Use a sandbox image that brings ${cli.name} on PATH (sandbox.image in WORKFLOW.md), or run \`npm run setup\` where the pinned ${cli.name} can be fetched: Cadenza's default image then carries it`;
+    throw error instanceof AgentCliUnavailable && error.permanent ? ApplicationFailure.nonRetryable(message, 'AgentCliMissing') : ApplicationFailure.retryable(message, 'AgentCliMissing');
+  });
+  const size = statSync(binary.path).size;
+  deps.log?.(`${container}: the image ${image} has no ${cli.name} on PATH; copying Cadenza's pinned ${cli.name} ${cli.version} to ${AGENT_CLIS_DIR} (${Math.round(size / 1e6)} MB)`);
   const archive = pack();
   archive.entry({ name: 'opt/cadenza', type: 'directory', mode: 0o755, uid: 0, gid: 0 });
   archive.entry({ name: 'opt/cadenza/bin', type: 'directory', mode: 0o755, uid: 0, gid: 0 });
-  const entry = archive.entry({ name: `opt/cadenza/bin/${name}`, mode: 0o755, uid: 0, gid: 0, size: statSync(binary.path).size }, () => archive.finalize());
+  const entry = archive.entry({ name: pinnedPath.slice(1), mode: 0o755, uid: 0, gid: 0, size }, () => archive.finalize());
   createReadStream(binary.path).pipe(entry);
   await deps.docker.getContainer(container).putArchive(archive as unknown as NodeJS.ReadableStream, { path: '/' });
-  return `${AGENT_BIN}/${name}`;
+  return pinnedPath;
 }
 
 export interface MeteredGateway {
@@ -152,7 +165,9 @@ export async function startInSandbox(
  * ground rules, the contract's prompt, and why this round exists when it is not the first.
  */
 export async function sessionPrompt(context: Context, input: AgentSessionInput): Promise<string> {
-  const attempt = context.info.attempt > 1 ? context.info.attempt - 1 : null;
+  // Symphony's `attempt`: null for the first session, then how many sessions came before this one (a
+  // later round is a follow-up on the same workspace, like Symphony's continuation; a retry too).
+  const attempt = (input.round - 1) + (context.info.attempt - 1) || null;
   const prompt = await renderPrompt(input.contract, { issue: input.issue, attempt }).catch((error: Error) => {
     throw ApplicationFailure.nonRetryable(error.message, 'ContractError');
   });

@@ -10,6 +10,7 @@ import { approve, issueStatus } from '../../client/issues.ts';
 import type { ScriptTurn } from '../../lib/scripted-model/index.ts';
 import { SHOUT_FILES_COMMAND } from '../fixtures/scripts.ts';
 import { startStallingProxy, type StallingProxy } from '../fakes/stalling-proxy.ts';
+import { changesUnderAgentClisDir, sandboxContainerOf } from '../helpers/agent-clis.ts';
 import { World, historyText } from '../helpers/world.ts';
 
 const SECRET = 'sk-ant-claude-runtime-test-0123456789-DO-NOT-LEAK';
@@ -36,6 +37,8 @@ describe('agent runtime: Claude Code in the sandbox', () => {
       const handle = await world.start(id);
       const waiting = await world.waitForPhase(handle, 'AwaitingApproval', 300_000);
       expect(waiting.model).toContain(`claude-code ${CLAUDE_CODE_VERSION}`);
+      // The default image carries claude: none was copied into the sandbox.
+      expect(await changesUnderAgentClisDir(world.docker, await sandboxContainerOf(world.docker, handle.workflowId))).toEqual([]);
       expect(waiting.proof[0]!.passed).toBe(true);
       expect(waiting.proof[0]!.changedFiles.sort()).toEqual(['src/shout.js', 'test/shout.test.js']);
       expect(waiting.tokens.total).toBeGreaterThan(0);

@@ -9,6 +9,7 @@ import { CODEX_VERSION } from '../../infra/agents.ts';
 import { approve, issueStatus } from '../../client/issues.ts';
 import { SHOUT_FILES_COMMAND } from '../fixtures/scripts.ts';
 import { startStallingProxy, type StallingProxy } from '../fakes/stalling-proxy.ts';
+import { changesUnderAgentClisDir, sandboxContainerOf } from '../helpers/agent-clis.ts';
 import { World, historyText } from '../helpers/world.ts';
 import type { ScriptTurn } from '../../lib/scripted-model/index.ts';
 
@@ -35,6 +36,8 @@ describe('agent runtime: Codex app-server in the sandbox', () => {
       const handle = await world.start(id);
       const waiting = await world.waitForPhase(handle, 'AwaitingApproval', 300_000);
       expect(waiting.model).toContain(`codex ${CODEX_VERSION}`);
+      // The default image carries codex: none was copied into the sandbox.
+      expect(await changesUnderAgentClisDir(world.docker, await sandboxContainerOf(world.docker, handle.workflowId))).toEqual([]);
       expect(waiting.proof[0]!.passed).toBe(true);
       expect(waiting.proof[0]!.changedFiles.sort()).toEqual(['src/shout.js', 'test/shout.test.js']);
       expect(waiting.tokens.total).toBeGreaterThan(0);
