@@ -5,6 +5,7 @@ import { DEFAULT_PROTECTED_PATHS } from '../proof/integrity.ts';
 import { ContractError } from './errors.ts';
 import { ECOSYSTEMS, EGRESS_PHASES, HOST_PATTERN, isEcosystem, type EgressConfig, type EgressPhase } from '../egress/policy.ts';
 import { envRefName } from './secrets.ts';
+import { codexCommandModel, symphonyNotes } from './symphony.ts';
 import type {
   AgentConfig, CadenzaConfig, HooksConfig, LandingConfig, ModelConfig, ProofCommand, PullRequestHostConfig, SandboxConfig, SecretRef,
   TrackerConfig, TrackerKind,
@@ -368,9 +369,9 @@ function egress(s: Section): EgressConfig {
   return { setup: phase('setup'), agent: phase('agent') as string[] | 'none', checks: phase('checks') as string[] | 'none' };
 }
 
-function model(s: Section): ModelConfig {
+function model(s: Section, defaultName: string): ModelConfig {
   return {
-    name: s.nonEmpty('name', 'gpt-4.1'),
+    name: s.nonEmpty('name', defaultName),
     baseUrl: httpUrl(s, 'base_url'),
     apiKey: s.secret('api_key', { env: 'OPENAI_API_KEY' }),
     maxOutputTokens: s.int('max_output_tokens', 4096, 1),
@@ -466,7 +467,9 @@ export function buildConfig(raw: Raw, dir: string, env: Env = process.env): Cade
 export function buildConfigWithWarnings(raw: Raw, dir: string, env: Env = process.env): { config: CadenzaConfig; warnings: string[] } {
   const reads = new Set<string>();
   const config = buildSections(new Section(raw, '', env, reads), dir);
-  const warnings = unknownKeys(raw, '', reads).map((key) => unknownKeyWarning(key, reads));
+  const symphony = symphonyNotes(raw, config);
+  for (const key of symphony.handled) reads.add(key);
+  const warnings = [...unknownKeys(raw, '', reads).map((key) => unknownKeyWarning(key, reads)), ...symphony.warnings];
   const cloned = clonedRepository(config.hooks.afterCreate);
   if (cloned) {
     warnings.push(`hooks.after_create runs git clone ${cloned}, but the workspace already holds the checkout of repo.url (Cadenza clones it itself); take the clone out of the hook`);
@@ -533,7 +536,8 @@ function buildSections(root: Section, dir: string): CadenzaConfig {
     agent: agentConfig,
     repo: repoConfig,
     sandbox: sandbox(root.section('sandbox')),
-    model: model(root.section('model')),
+    // Without model.name, the model Symphony's codex.command names (--config model=...).
+    model: model(root.section('model'), codexCommandModel({ agent: agentConfig }) ?? 'gpt-4.1'),
     proof: proof(root.section('proof')),
     landing: landing(root.section('landing'), repoConfig.baseBranch, trackerConfig, repoConfig.url),
   };

@@ -64,6 +64,8 @@ export interface ScriptedRequest {
   lastUserMessage: string | null;
   /** Which API it came in on (absent: chat completions). */
   wire?: 'responses' | 'messages';
+  /** The model the request named. */
+  model?: string;
 }
 
 export interface ScriptedModel {
@@ -119,7 +121,7 @@ export async function startScriptedModel(options: ScriptedModelOptions): Promise
     const request = validateRequest(await readJson(req));
     const identifier = findIdentifier(request.messages);
     const turn = turnIndex(request.messages);
-    await record({ at: new Date().toISOString(), identifier, turn, messages: request.messages.length, lastUserMessage: lastUserMessage(request.messages) });
+    await record({ at: new Date().toISOString(), identifier, turn, messages: request.messages.length, lastUserMessage: lastUserMessage(request.messages), model: request.model });
     return buildCompletion(request, turn, await replyFor(identifier, turn));
   }
 
@@ -128,7 +130,7 @@ export async function startScriptedModel(options: ScriptedModelOptions): Promise
     const request = validateResponsesRequest(await readJson(req));
     const identifier = identifierIn(request.instructions, request.input);
     const turn = responsesTurn(request);
-    await record({ at: new Date().toISOString(), identifier, turn, messages: Array.isArray(request.input) ? request.input.length : 1, lastUserMessage: responsesLastInput(request), wire: 'responses' });
+    await record({ at: new Date().toISOString(), identifier, turn, messages: Array.isArray(request.input) ? request.input.length : 1, lastUserMessage: responsesLastInput(request), wire: 'responses', model: request.model });
     const response = buildResponse(request, turn, await replyFor(identifier, turn));
     if (!request.stream) return response;
     return streamEvents(res, responseEvents(response));
@@ -139,7 +141,7 @@ export async function startScriptedModel(options: ScriptedModelOptions): Promise
     const request = validateMessagesRequest(await readJson(req));
     const identifier = identifierIn(request.system, request.messages);
     const turn = messagesTurn(request);
-    await record({ at: new Date().toISOString(), identifier, turn, messages: request.messages.length, lastUserMessage: messagesLastInput(request), wire: 'messages' });
+    await record({ at: new Date().toISOString(), identifier, turn, messages: request.messages.length, lastUserMessage: messagesLastInput(request), wire: 'messages', model: request.model });
     const message = buildMessage(request, turn, await replyFor(identifier, turn));
     if (!request.stream) return message;
     return streamEvents(res, messageEvents(message));

@@ -70,6 +70,8 @@ export interface FakeIssueSnapshot {
   projectSlug: string | null;
   createdAt: string;
   updatedAt: string;
+  /** Every state the issue was in, oldest first (a move to the state it is in adds nothing). */
+  stateHistory: string[];
   /** Oldest first. */
   comments: FakeCommentSnapshot[];
 }
@@ -345,6 +347,8 @@ interface IssueRec {
   description: string | null;
   priority: number;
   stateId: string;
+  /** Names of the states it was in, oldest first. */
+  stateHistory: string[];
   projectId: string | null;
   assigneeId: string | null;
   labelIds: string[];
@@ -554,6 +558,11 @@ export async function startFakeLinear(options: FakeLinearOptions): Promise<FakeL
     return issue;
   };
   const stateOf = (issue: IssueRec): StateRec => states.find((state) => state.id === issue.stateId) as StateRec;
+  const moveTo = (issue: IssueRec, stateId: string) => {
+    if (issue.stateId === stateId) return;
+    issue.stateId = stateId;
+    issue.stateHistory.push(stateOf(issue).name);
+  };
   const projectOf = (issue: IssueRec): ProjectRec | null => (issue.projectId ? (projects.get(issue.projectId) ?? null) : null);
   const assigneeOf = (issue: IssueRec): UserRec | null => (issue.assigneeId ? (users.get(issue.assigneeId) ?? null) : null);
   const issueComments = (issue: IssueRec): CommentRec[] => [...comments.values()].filter((comment) => comment.issueId === issue.id);
@@ -748,7 +757,7 @@ export async function startFakeLinear(options: FakeLinearOptions): Promise<FakeL
       const input = args.input;
       if (typeof input.stateId === 'string') {
         if (!states.some((state) => state.id === input.stateId)) throw notFound('WorkflowState');
-        issue.stateId = input.stateId;
+        moveTo(issue, input.stateId);
       }
       if (typeof input.title === 'string') issue.title = input.title;
       if (typeof input.description === 'string') issue.description = input.description;
@@ -948,6 +957,7 @@ export async function startFakeLinear(options: FakeLinearOptions): Promise<FakeL
         description: input.description ?? null,
         priority,
         stateId: stateNamed(input.state).id,
+        stateHistory: [stateNamed(input.state).name],
         projectId: addProject(input.projectSlug ?? options.projectSlug).id,
         assigneeId,
         labelIds,
@@ -964,7 +974,7 @@ export async function startFakeLinear(options: FakeLinearOptions): Promise<FakeL
 
     setState(identifier, state) {
       const issue = requireIssue(identifier);
-      issue.stateId = stateNamed(state).id;
+      moveTo(issue, stateNamed(state).id);
       issue.updatedAt = tick();
     },
 
@@ -981,6 +991,7 @@ export async function startFakeLinear(options: FakeLinearOptions): Promise<FakeL
         title: issue.title,
         description: issue.description,
         state: stateOf(issue).name,
+        stateHistory: [...issue.stateHistory],
         priority: issue.priority,
         labels: issue.labelIds.map((id) => (labels.get(id) as LabelRec).name),
         assignee: assigneeOf(issue)?.name ?? null,
