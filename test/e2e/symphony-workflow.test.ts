@@ -148,8 +148,10 @@ describe("Symphony's own WORKFLOW.md, end to end", () => {
       const sandboxes = await world!.docker.listContainers({ all: true, filters: { label: [MANAGED_LABEL, `${ROLE_LABEL}=sandbox`] } });
       expect(sandboxes.filter((container) => container.Labels[WORKFLOW_LABEL]?.endsWith(handle.workflowId))).toEqual([]);
 
-      // What Cadenza does not do Symphony's way is said in the poll's warnings.
-      const warnings = (await world!.pollResults()).at(-1)!.contractWarnings!.join('\n');
+      // The poll Schedule started it, once; what Cadenza does not do Symphony's way is in its warnings.
+      const polls = await world!.pollResults();
+      expect(polls.flatMap((poll) => poll.started)).toEqual([id]);
+      const warnings = polls.at(-1)!.contractWarnings!.join('\n');
       expect(warnings).toContain('workspace.root');
       expect(warnings).toContain('codex.turn_sandbox_policy');
       expect(warnings).toContain('codex.thread_sandbox');
