@@ -3,9 +3,12 @@
  * heartbeats and checkpoints the transcript to the artifact store, so a retried attempt continues
  * from the last completed turn instead of starting over.
  */
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import OpenAI from 'openai';
 import { renderPrompt, type Contract } from '../lib/contract/index.ts';
+import { takeLease } from '../lib/lease.ts';
 import { sandboxKey } from '../lib/sandbox/names.ts';
 import type { Issue } from '../lib/tracker/types.ts';
 import type { ArtifactRef, TokenUsage } from '../workflows/definitions.ts';
@@ -111,17 +114,20 @@ export function createAgentActivities(deps: ActivityDeps) {
     const modelName = deps.model.kind === 'scripted' ? `scripted (${model.name})` : model.name;
 
     // Fencing: after a server outage a new attempt can start while an older one still runs in some
-    // worker. The newest attempt owns the session: it takes the lease before it reads the checkpoint, so
-    // the older one can no longer save past it; the older one checks the lease before it runs a turn's
-    // tools, asks the model or saves, and stops. So at most the turn it had in flight is asked twice.
-    const leaseName = `${checkpointName}-lease`;
+    // worker, possibly on another host. One live attempt owns the session: the lease is taken by a
+    // compare-and-set in the artifact store before the checkpoint is read, so of attempts racing for it
+    // exactly one holds it, and a newer attempt takes it over from an older one (which can then no
+    // longer save past it). The holder checks it before it runs a turn's tools, asks the model or saves;
+    // an attempt that lost stops. So at most the turn an older attempt had in flight is asked twice.
     const attempt = context.info.attempt;
-    await deps.artifacts.setPointer(leaseName, { attempt });
+    const taken = await takeLease(deps.artifacts, `${checkpointName}-lease`, { attempt, holder: `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}` });
+    if (!taken.won) {
+      throw ApplicationFailure.retryable(`attempt ${attempt} did not start the session: ${taken.why}`, 'SupersededAttempt');
+    }
+    const lease = taken.lease;
     const stillOwner = async () => {
-      const lease = await deps.artifacts.getPointer<{ attempt: number }>(leaseName);
-      if (lease && lease.attempt > attempt) {
-        throw ApplicationFailure.retryable(`attempt ${attempt} stopped: attempt ${lease.attempt} of the same session took over`, 'SupersededAttempt');
-      }
+      const check = await lease.check();
+      if (!check.held) throw ApplicationFailure.retryable(`attempt ${attempt} stopped: ${check.why}`, 'SupersededAttempt');
     };
 
     let transcript: Message[];

@@ -12,6 +12,7 @@ import { ensureChromium } from './browser.ts';
 import { ensureDockerEngine } from './docker.ts';
 import { ensureSandboxImage, isDefaultSandboxImage, type ImageResult } from './image.ts';
 import { InfraError, runMain, say, step } from './log.ts';
+import { VERSITYGW_VERSION, ensureVersitygw } from './s3.ts';
 import { defaultServerOptions, ensureTemporalCli, startDevServer, stopDevServer, temporalAnswers } from './temporal.ts';
 
 export async function obtainTemporalCli() {
@@ -57,6 +58,11 @@ export async function obtainSandboxImage(requested?: string, clis?: AgentClis): 
   });
 }
 
+/** Tests only: versitygw, the real S3 server the shared artifact store is tested on (built from its pinned Go module). */
+export async function obtainVersitygw() {
+  return step(`versitygw v${VERSITYGW_VERSION} (S3 server for the shared-store tests)`, ensureVersitygw, (gw) => `${gw.source === 'go install' ? 'built' : 'found'} versitygw ${gw.version} at ${gw.path}`);
+}
+
 /** Workers load this instead of bundling the workflow code at every start. */
 export async function prebuildWorkflowBundle() {
   // The bundler's own report (modules, sizes) only when something is wrong.
@@ -83,6 +89,7 @@ async function main(argv: string[]) {
       // Also for another image: one without the CLIs gets these copies put in.
       await obtainSandboxImage(undefined, await obtainAgentClis());
       if (argv.includes('--for-tests')) await obtainChromium();
+      if (argv.includes('--for-tests')) await obtainVersitygw();
       await prebuildWorkflowBundle();
       say('Set-up complete.');
       return;

@@ -9,8 +9,9 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime, Worker, makeTelemetryFilterString, type Logger, type WorkflowBundle } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities/index.ts';
 import { dockerClient } from '../infra/docker.ts';
+import { runMain } from '../infra/log.ts';
 import { stateDir } from '../infra/paths.ts';
-import { ArtifactStore } from '../lib/artifacts.ts';
+import { describeStore, openArtifactStore, storeConfigFrom } from '../lib/artifacts-config.ts';
 import { createCodeHostFactory } from '../lib/codehost/index.ts';
 import { MirrorCache } from '../lib/git.ts';
 import { startScriptedModel, type ScriptedModel } from '../lib/scripted-model/index.ts';
@@ -45,6 +46,12 @@ export interface WorkerDeps {
 export async function createDeps(options: DepsOptions): Promise<WorkerDeps> {
   const env = options.env ?? process.env;
   const log = options.log ?? ((line: string) => console.error(`[cadenza] ${line}`));
+  // The folder under the state folder, or a store every worker reaches (CADENZA_STORE); checked now,
+  // so a wrong bucket or refused credentials stop the worker before it takes work.
+  const storeConfig = storeConfigFrom(env, options.stateDir);
+  const artifacts = openArtifactStore(storeConfig);
+  await artifacts.verify();
+  log(`artifacts: ${describeStore(storeConfig)}`);
   let scriptedModel: ScriptedModel | undefined;
   let client: OpenAI;
   let modelDescription: string;
@@ -59,7 +66,7 @@ export async function createDeps(options: DepsOptions): Promise<WorkerDeps> {
   log(modelDescription);
   const deps: ActivityDeps = {
     docker: dockerClient(),
-    artifacts: new ArtifactStore(path.join(options.stateDir, 'artifacts')),
+    artifacts,
     mirrors: new MirrorCache(path.join(options.stateDir, 'mirrors')),
     model: { client, kind: scriptedModel ? 'scripted' : 'openai' },
     tracker: createTrackerFactory({ onWarning: (message) => log(`tracker: ${message}`), env }),
@@ -77,6 +84,7 @@ export async function createDeps(options: DepsOptions): Promise<WorkerDeps> {
     modelDescription,
     scriptedModel,
     close: async () => {
+      artifacts.close();
       await scriptedModel?.close();
       await (await connection)?.close();
     },
@@ -129,5 +137,6 @@ async function main() {
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
-  await main();
+  // A configuration the worker cannot use (CADENZA_STORE, the store's bucket) ends in one message saying what to do.
+  await runMain(main);
 }

@@ -1,10 +1,9 @@
 /** `cadenza show`: the latest proof's evidence from the artifact store. */
-import path from 'node:path';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { InfraError } from '../../infra/log.ts';
 import { stateDir } from '../../infra/paths.ts';
 import { issueHandle, issueStatus } from '../../client/issues.ts';
-import { ArtifactStore } from '../../lib/artifacts.ts';
+import { describeStore, openArtifactStore, storeConfigFrom } from '../../lib/artifacts-config.ts';
 import type { IssueStatus } from '../../workflows/definitions.ts';
 import { addressOf, connect, notFound, out, table, trackerKind, withWorker, type Flags } from './common.ts';
 
@@ -12,6 +11,8 @@ export const EVIDENCE = ['walkthrough', 'diff', 'checks', 'egress', 'summary'] a
 
 /** Prints the latest proof's evidence from this machine's artifact store (the worker's state folder). */
 export async function showEvidence(flags: Flags, identifier: string, what = 'walkthrough'): Promise<void> {
+  // The worker's store: its folder, or the shared one CADENZA_STORE names (the same environment as the worker's).
+  const config = storeConfigFrom(process.env, stateDir());
   const address = addressOf(flags);
   const { client, connection } = await connect(address);
   let status: IssueStatus;
@@ -27,9 +28,15 @@ export async function showEvidence(flags: Flags, identifier: string, what = 'wal
   }
   const proof = status.proof.at(-1);
   if (!proof) throw new InfraError(`${identifier} has no proof yet (phase ${status.phase}, round ${status.round}).`, `wait for Verifying to finish; \`npx cadenza status ${identifier}\` shows where it is.`);
-  const artifacts = new ArtifactStore(path.join(stateDir(), 'artifacts'));
-  const text = async (ref: string) => artifacts.getText(ref).catch(() => {
-    throw new InfraError(`the artifact ${ref} is not in ${path.join(stateDir(), 'artifacts')}.`, 'run `cadenza show` where the worker keeps its state, or set CADENZA_STATE_DIR to that folder.');
+  const artifacts = openArtifactStore(config);
+  const text = async (ref: string) => artifacts.getText(ref).catch((error: Error) => {
+    if (error instanceof InfraError) throw error;
+    throw new InfraError(
+      `the artifact ${ref} is not in ${describeStore(config)}.`,
+      config.kind === 'folder'
+        ? 'run `cadenza show` where the worker keeps its state, or set CADENZA_STATE_DIR to that folder (or CADENZA_STORE to the store the workers use).'
+        : 'set CADENZA_STORE, CADENZA_S3_ENDPOINT and the credentials as the workers have them.',
+    );
   });
   if (what === 'walkthrough') out(await text(proof.walkthrough.ref));
   if (what === 'summary') out(await text(proof.summary.ref));
