@@ -5,8 +5,10 @@
  * conditional PutObject (`If-None-Match: *` to create, `If-Match: <etag>` to replace), which the
  * server decides atomically.
  */
+import { randomUUID } from 'node:crypto';
 import {
   CreateBucketCommand,
+  DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
   PutObjectCommand,
@@ -96,9 +98,22 @@ export class S3ArtifactStore extends BaseArtifactStore {
     });
   }
 
-  /** The bucket answers to these credentials (HeadBucket), or a clear error. */
+  /**
+   * The bucket answers to these credentials (HeadBucket), and the server honours conditional writes:
+   * a server that ignored If-None-Match would write both probes, and leases would not hold.
+   */
   async verify(): Promise<void> {
     await this.send(() => this.client.send(new HeadBucketCommand({ Bucket: this.options.bucket })));
+    const probe = { Key: this.key(`probes/conditional-write-${randomUUID()}.json`), Body: '{}', IfNoneMatch: '*' };
+    const first = await this.conditionalPut(probe);
+    const second = await this.conditionalPut(probe);
+    await this.send(() => this.client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: probe.Key })));
+    if (!first.written || second.written) {
+      throw new ArtifactStoreError(
+        `the S3 server at ${this.server} does not honour If-None-Match on PutObject (a second create of ${probe.Key} ${second.written ? 'was written too' : 'was refused, and so was the first'}).`,
+        'use an S3-compatible server that supports conditional PutObject (AWS S3, versitygw >= 1.8.0); leases cannot be made safe without it.',
+      );
+    }
   }
 
   /** Tests and infra/s3.ts: creates the bucket (a server of our own starts empty). */

@@ -4,7 +4,7 @@
  * conditional writes, the lease two workers race for, and the agent session's use of that lease.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -42,7 +42,10 @@ describe('the artifact store on a real S3 server (versitygw)', () => {
 
   it('keeps content-addressed objects in the bucket under the prefix, and names them s3://bucket/key', async () => {
     const store = workerStore('team/a');
+    // verify() checks the bucket and that the server honours conditional writes, and leaves no probe behind.
     await store.verify();
+    const probes = path.join(server.dataDir, 'cadenza', 'team', 'a', 'probes');
+    expect(existsSync(probes) ? readdirSync(probes) : []).toEqual([]);
     const stored = await store.put('diff --git a/x b/x\n', 'diff');
     expect(stored).toEqual({ ref: `sha256:${createHash('sha256').update('diff --git a/x b/x\n').digest('hex')}`, kind: 'diff', bytes: 19 });
     const hex = stored.ref.slice('sha256:'.length);
