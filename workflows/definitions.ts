@@ -28,6 +28,13 @@ export const HISTORY_CAPS = {
   seenCommentIds: 500,
   /** Lines of the workpad's log (the latest; the first line says how many were dropped). */
   workpadEvents: 40,
+  /** Impact notices kept in the status (the latest; impactCount says how many arrived). */
+  impactNotices: 20,
+  /** Files, and module links, named in one impact notice (the first; the totals say how many). */
+  noticeFiles: 50,
+  noticeSymbols: 20,
+  /** Names listed in one module link of a notice. */
+  noticeNames: 20,
 } as const;
 
 export const PHASES = ['Provisioning', 'Working', 'Verifying', 'AwaitingApproval', 'Landing', 'Done', 'Failed', 'Cancelled'] as const;
@@ -67,6 +74,29 @@ export interface TrackerUpdate {
   comments: Array<{ id: string; author: string; body: string }>;
 }
 export const trackerUpdateSignal = defineSignal<[TrackerUpdate]>('trackerUpdate');
+
+/**
+ * Sent by a run that landed (activities/impact.ts) to every other open run of its project whose work
+ * touches what landed: the same files, or (JavaScript, TypeScript) a file of one side imports names
+ * from a file the other changed. The run shows it in its status and workpad, and its next round's
+ * prompt carries it; landing merges onto the moved target and re-runs the checks whatever it says.
+ */
+export interface ImpactNotice {
+  /** The issue that landed, and its run. */
+  issue: string;
+  title?: string;
+  workflowId: string;
+  /** The commit that landed on the target (the landing merge), and the target branch. */
+  commit: string;
+  targetBranch: string;
+  /** Files both this run's work and the landed change touched (capped: filesTotal says how many). */
+  files: string[];
+  filesTotal?: number;
+  /** `file` imports `names` from `from`, which the other side (`changedBy`) changed (capped: symbolsTotal). */
+  symbols?: Array<{ file: string; from: string; names: string[]; changedBy: 'landed' | 'run' }>;
+  symbolsTotal?: number;
+}
+export const impactNoticeSignal = defineSignal<[ImpactNotice]>('impactNotice');
 
 /** Marks Cadenza's own workpad comment, so it is never mistaken for a human comment. */
 export const WORKPAD_MARKER = '<!-- cadenza:workpad -->';
@@ -158,6 +188,13 @@ export interface IssueStatus {
   /** How many human comments were delivered in all, and the ids of the latest ones (for the poller's dedup). */
   commentCount?: number;
   seenCommentIds?: string[];
+  /**
+   * Changes that landed on the target while this run was open and touch its work, oldest first (the
+   * latest HISTORY_CAPS.impactNotices; impactCount says how many arrived): the round each arrived in,
+   * and the round whose prompt carried it.
+   */
+  impact?: Array<ImpactNotice & { receivedInRound: number; toldInRound?: number }>;
+  impactCount?: number;
   /** The tracker comment Cadenza keeps up to date. */
   workpadCommentId: string | null;
 }
