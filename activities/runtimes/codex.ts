@@ -3,26 +3,34 @@
  * JSON-RPC protocol over a Docker exec stream, with Symphony's semantics: initialize, thread/start,
  * turn/start, streamed events until turn/completed or turn/failed, approval requests answered by
  * policy, read/turn/stall timeouts, continuation turns up to agent.max_turns while the repository has
- * no change, and a retried attempt resuming its thread (thread/resume). Its model traffic goes through the egress relay to the worker's model endpoint; the
- * worker adds the key, counts tokens against model.budget_tokens and records every exchange.
+ * no change. A retried attempt resumes its thread (thread/resume); a later round (after a failed
+ * proof, a rejection, a conflict) continues the previous round's thread with the feedback as its next
+ * turn, or, when that thread cannot be resumed, starts a new one primed with the previous round's
+ * conversation from its transcript (thread/inject_items). Its model traffic goes through the egress
+ * relay to the worker's model endpoint; the worker adds the key, counts tokens (input and output)
+ * against model.budget_tokens and records every exchange.
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { CODEX_VERSION, ensureCodex } from '../../infra/agents.ts';
 import { MODEL_BASE_URL } from '../../lib/egress/model-gateway.ts';
 import { execInSandbox } from '../../lib/sandbox/exec.ts';
 import { WORKSPACE } from '../../lib/sandbox/container.ts';
-import { sandboxKey } from '../../lib/sandbox/names.ts';
 import { REPO_DIR } from '../../lib/sandbox/workspace.ts';
 import type { TokenUsage } from '../../workflows/definitions.ts';
 import type { AgentSessionInput, AgentSessionResult } from '../agent.ts';
 import type { ActivityDeps } from '../deps.ts';
 import { runEgress, withEgress } from '../egress.ts';
-import { agentBinaryIn, meteredGateway, sessionPrompt, startInSandbox, watchSession } from './common.ts';
+import {
+  agentBinaryIn, describeContinuation, meteredGateway, previousConversation, previousRoundThread, primedPrompt, recordRoundEnd, sessionPointers,
+  sessionPrompt, startInSandbox, takeUp, watchSession, type Continuation,
+} from './common.ts';
 import { reattach, sandboxFor } from '../sandbox.ts';
+import { runKey } from '../run-key.ts';
 
 /**
  * Codex's state (its threads) on the workspace volume, beside the repository: it outlives the
- * container, so a retried attempt resumes the same thread. The exporter takes only the repository.
+ * container, so a retried attempt and the next round resume the same thread. The exporter takes only
+ * the repository.
  */
 const CODEX_HOME = `${WORKSPACE}/.cadenza-codex`;
 /** codex.read_timeout_ms when a contract does not say: how long codex may take to answer a request. */
@@ -36,14 +44,21 @@ interface RpcMessage {
   error?: { message?: string };
 }
 
+/** This run's round's thread: `prompted` false until the round's first input has reached it (absent: from before, prompted). */
+interface ThreadPointer {
+  threadId: string;
+  prompted?: boolean;
+}
+
 const shellQuote = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
 
 export async function runCodexSession(deps: ActivityDeps, input: AgentSessionInput): Promise<AgentSessionResult> {
   const context = Context.current();
   const { contract, issue, workflowId } = input;
   const { agent, model } = contract.config;
-  const sandbox = sandboxFor(deps, workflowId, contract);
-  await reattach(deps, workflowId, contract);
+  const key = runKey(input);
+  const sandbox = sandboxFor(deps, key, contract);
+  await reattach(deps, key, contract);
   const codex = await agentBinaryIn(deps, sandbox.container, 'codex', ensureCodex);
 
   // The model endpoint as the worker reaches it; the sandbox only ever sees MODEL_BASE_URL.
@@ -55,8 +70,12 @@ export async function runCodexSession(deps: ActivityDeps, input: AgentSessionInp
   const { exchanges } = metered;
 
   const firstInput = await sessionPrompt(context, input);
-  // Per run and round, like the built-in loop's checkpoint: a reset or a new run starts afresh.
-  const threadPointer = `${sandboxKey(workflowId)}-${context.info.workflowExecution?.runId ?? 'standalone'}-round-${input.round}-codex-thread`;
+  const pointers = sessionPointers(context, key, input.round, 'codex-thread');
+  const saved = await deps.artifacts.getPointer<ThreadPointer>(pointers.round);
+  /** Which thread the session works on, and how it came to (set once codex has it). */
+  let threadOf: Continuation | null = null;
+  /** Called when codex accepted a turn's input (the first one marks the round's thread as prompted). */
+  let onTurnStarted = async () => {};
 
   const command = [
     agent.codex?.command ?? 'codex app-server',
@@ -69,7 +88,7 @@ export async function runCodexSession(deps: ActivityDeps, input: AgentSessionInp
   let turns = 0;
   const policy = await runEgress(deps, contract);
 
-  await withEgress(deps, deps.docker, sandbox.container, workflowId, 'agent', policy, async (egress) => {
+  await withEgress(deps, deps.docker, sandbox.container, key, 'agent', policy, async (egress) => {
     await egress.ready();
     await execInSandbox(deps.docker, sandbox.container, { command: `mkdir -p ${CODEX_HOME}`, timeoutMs: 10_000, user: contract.config.sandbox.user });
     const codexProcess = await startInSandbox(deps, sandbox.container, {
@@ -150,28 +169,78 @@ export async function runCodexSession(deps: ActivityDeps, input: AgentSessionInp
       listeners.add(listener);
       request('turn/start', {
         threadId, input: [{ type: 'text', text }], cwd: REPO_DIR, approvalPolicy: 'never', sandboxPolicy: { type: 'dangerFullAccess' },
-      }).catch(finish);
+      }).then(() => onTurnStarted()).catch(finish);
     });
 
     try {
       await request('initialize', { clientInfo: { name: 'cadenza', title: 'Cadenza', version: CODEX_VERSION }, capabilities: { experimentalApi: true } });
       send({ method: 'initialized', params: {} });
-      // A retried attempt of this session resumes its thread (codex keeps it in CODEX_HOME); a new
-      // session, or a thread codex can no longer load, starts a new one.
-      const saved = await deps.artifacts.getPointer<{ threadId: string }>(threadPointer);
-      const resumed = saved
-        ? await request('thread/resume', { threadId: saved.threadId, cwd: REPO_DIR, approvalPolicy: 'never', sandbox: 'danger-full-access' }).catch((error: Error) => {
-          deps.log?.(`${issue.identifier}: codex could not resume thread ${saved.threadId} (${error.message}); starting a new one`);
-          return null;
-        })
-        : null;
-      const started = resumed ?? await request('thread/start', { approvalPolicy: 'never', sandbox: 'danger-full-access', cwd: REPO_DIR });
-      const threadId = String((started.thread as { id?: string } | undefined)?.id ?? '');
-      if (!threadId) throw new Error(`codex answered ${resumed ? 'thread/resume' : 'thread/start'} without a thread id`);
-      if (!resumed) await deps.artifacts.setPointer(threadPointer, { threadId });
-      let text = resumed
-        ? `Attempt ${context.info.attempt} of this session: the previous one was interrupted. Carry on from where the work stands.`
-        : firstInput;
+      const threadSettings = { cwd: REPO_DIR, approvalPolicy: 'never', sandbox: 'danger-full-access' };
+      const threadIdOf = (answer: Record<string, unknown>, method: string) => {
+        const id = String((answer.thread as { id?: string } | undefined)?.id ?? '');
+        if (!id) throw new Error(`codex answered ${method} without a thread id`);
+        return id;
+      };
+      /** Resumes a thread codex keeps in CODEX_HOME, or says why it cannot. */
+      const resume = async (threadId: string): Promise<{ id: string } | { why: string }> => {
+        try {
+          return { id: threadIdOf(await request('thread/resume', { threadId, ...threadSettings }), 'thread/resume') };
+        } catch (error) {
+          return { why: `codex could not resume thread ${threadId}: ${(error as Error).message}` };
+        }
+      };
+      const startThread = async () => threadIdOf(await request('thread/start', threadSettings), 'thread/start');
+
+      let continuation: Continuation | null = null;
+      let text = firstInput;
+      // A retried attempt of this round resumes the round's thread; told to carry on once the round's
+      // first input reached it, else given that input.
+      if (saved) {
+        const resumed = await resume(saved.threadId);
+        if ('id' in resumed) {
+          continuation = { how: 'resumed', id: resumed.id };
+          if (saved.prompted !== false) text = `Attempt ${context.info.attempt} of this session: the previous one was interrupted. Carry on from where the work stands.`;
+        } else deps.log?.(`${issue.identifier}: ${resumed.why}; starting the round's thread again`);
+      }
+      // A later round continues the previous round's thread, the feedback as its next turn; when that
+      // thread cannot be resumed, a new one gets the previous round's conversation from its transcript
+      // (as history items, or as text before the round's input if codex does not take them).
+      if (!continuation && input.previousTranscript) {
+        const fromRound = input.round - 1;
+        const previous = await previousRoundThread(deps, pointers, input.previousTranscript);
+        const resumed = 'id' in previous ? await resume(previous.id) : previous;
+        if ('id' in resumed) {
+          await takeUp(deps, pointers, input.previousTranscript, resumed.id);
+          continuation = { how: 'continued', id: resumed.id, fromRound };
+        } else {
+          const id = await startThread();
+          const conversation = await previousConversation(deps, input.previousTranscript);
+          let primedWith: Continuation['primedWith'] = 'nothing';
+          if (conversation?.items.length) {
+            primedWith = await request('thread/inject_items', { threadId: id, items: conversation.items }).then(() => 'items' as const, (error: Error) => {
+              deps.log?.(`${issue.identifier}: codex did not take round ${fromRound}'s conversation as items (${error.message}); it goes in the first message instead`);
+              return 'nothing' as const;
+            });
+          }
+          if (primedWith === 'nothing' && conversation) {
+            text = primedPrompt(conversation, fromRound, resumed.why, firstInput);
+            primedWith = 'text';
+          }
+          continuation = { how: 'primed', id, fromRound, why: resumed.why, transcript: input.previousTranscript, primedWith };
+        }
+      }
+      continuation ??= { how: 'new', id: await startThread() };
+      deps.log?.(`${issue.identifier}: ${describeContinuation('codex', input.round, continuation)}`);
+      const threadId = continuation.id;
+      threadOf = continuation;
+      // Until the round's first input has reached the thread, a retry gives it that input again.
+      let prompted = continuation.how === 'resumed' && saved?.prompted !== false;
+      if (!prompted) await deps.artifacts.setPointer(pointers.round, { threadId, prompted: false } satisfies ThreadPointer);
+      onTurnStarted = async () => {
+        if (prompted) return;
+        prompted = true;
+        await deps.artifacts.setPointer(pointers.round, { threadId, prompted: true } satisfies ThreadPointer);
+      };
       for (;;) {
         turns += 1;
         await runTurn(threadId, text);
@@ -184,8 +253,11 @@ export async function runCodexSession(deps: ActivityDeps, input: AgentSessionInp
     }
   }, { relay: true, model: metered.gateway });
 
-  const tokens: TokenUsage = { input: 0, output: 0, total: metered.used() };
-  const stored = await deps.artifacts.putJson({ runtime: 'codex', version: CODEX_VERSION, exchanges, events }, 'transcript');
+  const tokens: TokenUsage = metered.usage();
+  const continuation = threadOf as Continuation | null;
+  const stored = await deps.artifacts.putJson({ runtime: 'codex', version: CODEX_VERSION, continuation, exchanges, events }, 'transcript');
+  // The next round continues this thread from here.
+  if (continuation) await recordRoundEnd(deps, pointers, stored.ref, continuation.id);
   return {
     transcript: { ref: stored.ref, kind: 'transcript', bytes: stored.bytes },
     turns: exchanges.length,

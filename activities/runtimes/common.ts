@@ -12,8 +12,12 @@ import { AGENT_CLIS, AGENT_CLIS_DIR, AgentCliUnavailable, type AgentBinary, type
 import { renderPrompt } from '../../lib/contract/index.ts';
 import type { ModelExchange, ModelGateway } from '../../lib/egress/model-gateway.ts';
 import { execInSandbox } from '../../lib/sandbox/exec.ts';
+import { refHex } from '../../lib/artifacts.ts';
+import { sandboxKey } from '../../lib/sandbox/names.ts';
+import type { TokenUsage } from '../../workflows/definitions.ts';
 import type { AgentSessionInput } from '../agent.ts';
 import type { ActivityDeps } from '../deps.ts';
+import { conversationOf, renderConversation, type CliTranscript, type RecordedConversation } from './conversation.ts';
 
 /**
  * The CLI on the sandbox's PATH (Cadenza's default image carries both at /opt/cadenza/bin), else
@@ -48,8 +52,10 @@ export async function agentBinaryIn(
 export interface MeteredGateway {
   gateway: ModelGateway;
   exchanges: ModelExchange[];
-  /** Tokens the endpoint reported for this session. */
+  /** Tokens the endpoint reported for this session (all of them: what the budget counts). */
   used(): number;
+  /** The same, split into input and output as the endpoint reported them. */
+  usage(): TokenUsage;
   /** Why the budget stopped the session, once it has. */
   spent(): string | null;
   /** The session's failure once the budget is spent (BudgetExhausted, not retried), else null. */
@@ -62,6 +68,8 @@ export function meteredGateway(
 ): MeteredGateway {
   const exchanges: ModelExchange[] = [];
   let used = 0;
+  let input = 0;
+  let output = 0;
   let spent: string | null = null;
   const gateway: ModelGateway = {
     baseUrl: options.baseUrl,
@@ -74,12 +82,14 @@ export function meteredGateway(
     },
     onExchange: (exchange) => {
       used += exchange.tokens;
+      input += exchange.inputTokens;
+      output += exchange.outputTokens;
       exchanges.push(exchange);
       context.heartbeat({ requests: exchanges.length });
     },
   };
   return {
-    gateway, exchanges, used: () => used, spent: () => spent,
+    gateway, exchanges, used: () => used, usage: () => ({ input, output, total: used }), spent: () => spent,
     exhausted: () => (spent ? ApplicationFailure.nonRetryable(`token budget exhausted: ${spent}; the agent was stopped mid-session`, 'BudgetExhausted') : null),
   };
 }
@@ -177,5 +187,104 @@ export async function sessionPrompt(context: Context, input: AgentSessionInput):
     '',
     prompt,
     ...(input.feedback ? ['', input.feedback] : []),
+  ].join('\n');
+}
+
+/**
+ * How a session's conversation began, as its transcript and the worker's log say:
+ * - `new`: a new thread or session (an issue's first round);
+ * - `resumed`: a retried attempt of the round, on the thread or session its first attempt started;
+ * - `continued`: a later round, on the previous round's thread or session, resumed where it ended;
+ * - `primed`: a later round whose previous thread or session could not be resumed (its state is
+ *   gone, resuming failed, or it went on past that round before a reset): a new one, given the
+ *   previous round's conversation from its transcript artifact first.
+ */
+export interface Continuation {
+  how: 'new' | 'resumed' | 'continued' | 'primed';
+  /** The CLI's thread or session id. */
+  id: string;
+  /** continued / primed: the round whose conversation this one carries on. */
+  fromRound?: number;
+  /** primed: why the previous round's thread or session was not resumed. */
+  why?: string;
+  /** primed: the transcript artifact it was primed from, and how (as history items, or as text in the first message). */
+  transcript?: string;
+  primedWith?: 'items' | 'text' | 'nothing';
+}
+
+/** One line for the log: which conversation a session carries on. */
+export function describeContinuation(cli: 'codex' | 'claude', round: number, continuation: Continuation): string {
+  const what = cli === 'codex' ? 'thread' : 'session';
+  switch (continuation.how) {
+    case 'new': return `round ${round}: ${cli} starts a new ${what} ${continuation.id}`;
+    case 'resumed': return `round ${round}: ${cli} resumes its ${what} ${continuation.id} (a retried attempt)`;
+    case 'continued': return `round ${round}: ${cli} continues round ${continuation.fromRound}'s ${what} ${continuation.id}, the feedback as the next turn`;
+    case 'primed': return `round ${round}: ${cli} could not continue round ${continuation.fromRound}'s ${what} (${continuation.why}); a new ${what} ${continuation.id} is primed with round ${continuation.fromRound}'s transcript ${continuation.transcript} (${continuation.primedWith})`;
+  }
+}
+
+/**
+ * Where a CLI runtime keeps its thread or session ids in the artifact store:
+ * - `round`: this run's round (per run, like the built-in loop's checkpoint: a reset or a new run
+ *   starts the round afresh); a retried attempt of the round resumes what it names;
+ * - `after(transcript)`: the thread or session a round's transcript ends on, so the next round can
+ *   continue it, also after the run continued as new; marked once a later round took it up, so a
+ *   round started again after a reset does not continue a thread that went on without it.
+ */
+export function sessionPointers(context: Context, runKey: string, round: number, kind: 'codex-thread' | 'claude-session') {
+  const run = context.info.workflowExecution?.runId ?? 'standalone';
+  return {
+    round: `${sandboxKey(runKey)}-${run}-round-${round}-${kind}`,
+    after: (transcript: string) => `${sandboxKey(runKey)}-after-${refHex(transcript).slice(0, 32)}-${kind}`,
+    /** Who takes up a previous round's thread. */
+    me: `${run}-round-${round}`,
+  };
+}
+export type SessionPointers = ReturnType<typeof sessionPointers>;
+
+interface AfterPointer {
+  id: string;
+  /** The run and round that continued it. */
+  takenBy?: string;
+}
+
+/** The thread or session the previous round ended on, if it still ends there; otherwise why not. */
+export async function previousRoundThread(deps: ActivityDeps, pointers: SessionPointers, previousTranscript: string): Promise<{ id: string } | { why: string }> {
+  const saved = await deps.artifacts.getPointer<AfterPointer>(pointers.after(previousTranscript));
+  if (!saved) return { why: 'no thread or session is recorded for its transcript' };
+  if (saved.takenBy && saved.takenBy !== pointers.me) return { why: `${saved.id} went on past that round (${saved.takenBy}), as before a reset` };
+  return { id: saved.id };
+}
+
+/** Marks the previous round's thread or session as taken up by this round. */
+export async function takeUp(deps: ActivityDeps, pointers: SessionPointers, previousTranscript: string, id: string): Promise<void> {
+  await deps.artifacts.setPointer(pointers.after(previousTranscript), { id, takenBy: pointers.me } satisfies AfterPointer);
+}
+
+/** Records the thread or session a finished round's transcript ends on. */
+export async function recordRoundEnd(deps: ActivityDeps, pointers: SessionPointers, transcript: string, id: string): Promise<void> {
+  await deps.artifacts.setPointer(pointers.after(transcript), { id } satisfies AfterPointer);
+}
+
+/** The previous round's conversation from its transcript artifact (null when it cannot be read). */
+export async function previousConversation(deps: ActivityDeps, transcript: string): Promise<RecordedConversation | null> {
+  try {
+    return conversationOf(await deps.artifacts.getJson<CliTranscript>(transcript));
+  } catch (error) {
+    deps.log?.(`the transcript ${transcript} could not be read: ${(error as Error).message}`);
+    return null;
+  }
+}
+
+/** A new session's first message when it is primed with the previous round's conversation as text. */
+export function primedPrompt(conversation: RecordedConversation, fromRound: number, why: string, prompt: string): string {
+  return [
+    `This session carries on the earlier work on this issue: the previous round's session could not be resumed (${why}), so here is the conversation up to the end of round ${fromRound}, as it was recorded.`,
+    '',
+    '<earlier-conversation>',
+    renderConversation(conversation.steps),
+    '</earlier-conversation>',
+    '',
+    prompt,
   ].join('\n');
 }

@@ -18,7 +18,10 @@ export interface ModelExchange {
   status: number;
   request: string;
   response: string;
+  /** Tokens the endpoint reported: all of them (what the budget counts), and how they split. */
   tokens: number;
+  inputTokens: number;
+  outputTokens: number;
   durationMs: number;
 }
 
@@ -66,11 +69,26 @@ export function upstreamUrl(baseUrl: string, path: string): string {
   return `${baseUrl.replace(/\/+$/, '')}${path.replace(/^\/v1(?=\/|$)/, '')}`;
 }
 
+export interface ReportedTokens {
+  input: number;
+  output: number;
+  /** input + output: what the budget counts. */
+  total: number;
+}
+
 /**
- * Tokens the endpoint says it used, from a JSON answer or an event stream, in either API's shape:
- * `usage.total_tokens`, or input + output tokens (Anthropic streams them in two events).
+ * Tokens the endpoint says it used, from a JSON answer or an event stream, in either API's shape,
+ * split into input and output:
+ * - OpenAI (Responses, Chat Completions): `usage.input_tokens` / `prompt_tokens` (cached tokens
+ *   included) and `usage.output_tokens` / `completion_tokens`; streamed, the usage comes with
+ *   `response.completed`.
+ * - Anthropic Messages: `input_tokens` plus the prompt-cache tokens (`cache_creation_input_tokens`,
+ *   `cache_read_input_tokens`, which Anthropic counts apart) and `output_tokens`; streamed, the input
+ *   comes with `message_start` and the final output count with `message_delta`.
+ * Streamed counts are cumulative, so the largest seen is the count. A `total_tokens` above
+ * input + output (an endpoint reporting no split) is counted as input, so the two always sum to the total.
  */
-export function tokensReported(body: string): number {
+export function tokensReported(body: string): ReportedTokens {
   const documents: unknown[] = [];
   if (body.trimStart().startsWith('{')) {
     try {
@@ -91,14 +109,14 @@ export function tokensReported(body: string): number {
   let input = 0;
   let output = 0;
   let total = 0;
+  const count = (value: unknown) => (typeof value === 'number' && Number.isFinite(value) ? value : 0);
   const visit = (usage: unknown) => {
     if (typeof usage !== 'object' || usage === null) return;
     const u = usage as Record<string, unknown>;
-    if (typeof u.total_tokens === 'number') total = Math.max(total, u.total_tokens);
-    if (typeof u.input_tokens === 'number') input = Math.max(input, u.input_tokens);
-    if (typeof u.prompt_tokens === 'number') input = Math.max(input, u.prompt_tokens);
-    if (typeof u.output_tokens === 'number') output = Math.max(output, u.output_tokens);
-    if (typeof u.completion_tokens === 'number') output = Math.max(output, u.completion_tokens);
+    total = Math.max(total, count(u.total_tokens));
+    const sent = count(u.input_tokens) + count(u.prompt_tokens) + count(u.cache_creation_input_tokens) + count(u.cache_read_input_tokens);
+    input = Math.max(input, sent);
+    output = Math.max(output, count(u.output_tokens) + count(u.completion_tokens));
   };
   for (const document of documents) {
     if (typeof document !== 'object' || document === null) continue;
@@ -107,7 +125,8 @@ export function tokensReported(body: string): number {
     visit((d.response as Record<string, unknown> | undefined)?.usage);
     visit((d.message as Record<string, unknown> | undefined)?.usage);
   }
-  return Math.max(total, input + output);
+  input += Math.max(0, total - input - output);
+  return { input, output, total: input + output };
 }
 
 /** The headers to send upstream: the client's, minus what it may not choose, plus the worker's credential. */

@@ -253,9 +253,10 @@ export async function startRelay(
           }
         }
         const text = Buffer.concat(parts).toString('utf8');
+        const tokens = tokensReported(text);
         gateway.onExchange({
           method: parsed.method, path: parsed.path, status: response.status, request: body.toString('utf8'), response: text,
-          tokens: tokensReported(text), durationMs: Date.now() - connection.started,
+          tokens: tokens.total, inputTokens: tokens.input, outputTokens: tokens.output, durationMs: Date.now() - connection.started,
         });
       } catch (error) {
         record.reason += `; the request failed: ${(error as Error).message}`;

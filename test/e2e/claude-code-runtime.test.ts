@@ -6,11 +6,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLAUDE_CODE_VERSION } from '../../infra/agents.ts';
-import { approve, issueStatus } from '../../client/issues.ts';
+import { approve, issueStatus, reject } from '../../client/issues.ts';
 import type { ScriptTurn } from '../../lib/scripted-model/index.ts';
-import { SHOUT_FILES_COMMAND } from '../fixtures/scripts.ts';
+import { EMPTY_TEXT_COMMAND, SHOUT_FILES_COMMAND } from '../fixtures/scripts.ts';
 import { startStallingProxy, type StallingProxy } from '../fakes/stalling-proxy.ts';
 import { changesUnderAgentClisDir, sandboxContainerOf } from '../helpers/agent-clis.ts';
+import { onWorkspaceVolume, sessionTranscripts, waitForRound } from '../helpers/agent-sessions.ts';
 import { World, historyText } from '../helpers/world.ts';
 
 const SECRET = 'sk-ant-claude-runtime-test-0123456789-DO-NOT-LEAK';
@@ -21,6 +22,13 @@ const SHOUT_BY_CLAUDE: ScriptTurn[] = [
   bash('npm test 2>&1 | tail -5'),
   { say: 'Added shout() with a test; npm test passes.' },
 ];
+/** Round 2 after a reviewer's rejection: the scripted model answers it at turn 3 when the conversation of round 1 is in the request. */
+const EMPTY_TEXT_BY_CLAUDE: ScriptTurn[] = [
+  bash(EMPTY_TEXT_COMMAND),
+  bash('npm test 2>&1 | tail -5'),
+  { say: "shout('') is empty now; npm test passes." },
+];
+const REJECTION = "shout('') should be empty, not \"!\"";
 
 describe('agent runtime: Claude Code in the sandbox', () => {
   let world: World;
@@ -52,6 +60,100 @@ describe('agent runtime: Claude Code in the sandbox', () => {
       expect(await world.remoteLog()).toContain(`Land ${id}: Add shout`);
       expect((await issueStatus(handle)).turns).toBe(3);
       expect(historyText(await handle.fetchHistory())).not.toContain(SECRET);
+    });
+  });
+
+  // Runs that never land: the base stays without shout(), so round 1 always has a change to make.
+  describe('later rounds', () => {
+    let rounds: World;
+    beforeAll(async () => {
+      rounds = await World.create({ env: { ANTHROPIC_API_KEY: SECRET }, extraContract: 'agent: { runtime: claude-code, max_turns: 10 }\nmodel: { name: claude-sonnet-4-5 }' });
+    });
+    afterAll(async () => rounds?.close());
+
+    it('a later round continues the previous round\'s session with the feedback as its next message; tokens are split into input and output', async () => {
+      const id = rounds.id('rounds');
+      await rounds.addIssue({ identifier: id, title: 'Add shout' }, [...SHOUT_BY_CLAUDE, ...EMPTY_TEXT_BY_CLAUDE]);
+      await rounds.run(async () => {
+        const handle = await rounds.start(id);
+        const first = await rounds.waitForPhase(handle, 'AwaitingApproval', 300_000);
+        await reject(handle, 'bob', REJECTION);
+        const second = await waitForRound(rounds, handle, 2);
+        expect(second.proof.at(-1)!.passed).toBe(true);
+        // One conversation: round 2's first request carries round 1's messages (three answers), then the feedback.
+        const requests = rounds.modelRequests.filter((request) => request.identifier === id);
+        expect(requests.map((request) => request.turn)).toEqual([0, 1, 2, 3, 4, 5]);
+        expect(requests[3]!.messages).toBe(requests[2]!.messages + 2);
+        expect(requests[3]!.lastUserMessage).toContain(REJECTION);
+        expect(requests[3]!.lastUserMessage).toContain('A reviewer (bob) rejected landing');
+        // The same claude session, resumed where round 1 ended; the transcript says so.
+        const [round1, round2] = await sessionTranscripts(handle, rounds.wired.deps.artifacts);
+        expect(round1!.continuation).toEqual({ how: 'new', id: expect.any(String) });
+        expect(round2!.continuation).toEqual({ how: 'continued', id: round1!.continuation!.id, fromRound: 1 });
+
+        // Tokens as the Messages API reported them (input with message_start, output with message_delta); the budget counts their sum.
+        for (const status of [first, second]) {
+          expect(status.tokens.input).toBeGreaterThan(0);
+          expect(status.tokens.output).toBeGreaterThan(0);
+          expect(status.tokens.input + status.tokens.output).toBe(status.tokens.total);
+        }
+        const exchanges = [...round1!.exchanges, ...round2!.exchanges];
+        expect(second.tokens.input).toBe(exchanges.reduce((sum, exchange) => sum + exchange.inputTokens, 0));
+        expect(second.tokens.output).toBe(exchanges.reduce((sum, exchange) => sum + exchange.outputTokens, 0));
+        // message_start says output_tokens 1; the count is message_delta's.
+        expect(exchanges.every((exchange) => exchange.outputTokens > 1)).toBe(true);
+        expect(second.tokens.input - first.tokens.input).toBeGreaterThan(first.tokens.input);
+        await handle.cancel();
+      });
+    });
+
+    it.each([
+      {
+        state: 'is gone', name: 'gone',
+        // claude's sessions on the workspace volume are lost, as with a volume rebuilt from the work's snapshot.
+        spoil: 'rm -rf /workspace/.cadenza-claude',
+        why: (session: string) => `its session ${session} is gone from /workspace/.cadenza-claude`,
+      },
+      {
+        state: 'cannot be read', name: 'unreadable',
+        // The session file is there but claude cannot load it: its resume fails, and the same attempt starts a new session.
+        spoil: 'for f in /workspace/.cadenza-claude/.claude/projects/*/*.jsonl; do echo "not a session" > "$f"; done',
+        why: (session: string) => `claude could not resume session ${session}: No conversation found with session ID: ${session}`,
+      },
+    ])('a later round whose previous session $state starts a new session primed with the previous round\'s transcript', async ({ name, spoil, why }) => {
+      const id = rounds.id(name);
+      // Primed as text, the new session's first request has no answers in it yet: the script's turn 0
+      // again, so its command looks at the workspace.
+      await rounds.addIssue({ identifier: id, title: 'Add shout' }, [
+        bash(`if [ -f src/shout.js ]; then\n${EMPTY_TEXT_COMMAND}\nelse\n${SHOUT_FILES_COMMAND}\nfi`),
+        ...SHOUT_BY_CLAUDE.slice(1),
+      ]);
+      await rounds.run(async () => {
+        const handle = await rounds.start(id);
+        await rounds.waitForPhase(handle, 'AwaitingApproval', 300_000);
+        await onWorkspaceVolume(rounds, handle, spoil);
+        await reject(handle, 'bob', REJECTION);
+        const second = await waitForRound(rounds, handle, 2);
+        expect(second.proof.at(-1)!.passed).toBe(true);
+        expect(second.attempt).toBe(1);
+        // The new session's first message carries round 1's conversation from the transcript, then the round's prompt and feedback.
+        const requests = rounds.modelRequests.filter((request) => request.identifier === id);
+        expect(requests.map((request) => request.turn)).toEqual([0, 1, 2, 0, 1, 2]);
+        const primed = requests[3]!.lastUserMessage!;
+        expect(primed).toContain('<earlier-conversation>');
+        expect(primed).toContain(`[user]\nIssue identifier: ${id}`);
+        expect(primed).toContain('[assistant called Bash]');
+        expect(primed).toContain('# fail 0');
+        expect(primed).toContain('[assistant]\nAdded shout() with a test; npm test passes.');
+        expect(primed.indexOf(REJECTION)).toBeGreaterThan(primed.indexOf('</earlier-conversation>'));
+        // A new session, primed from round 1's transcript; the transcript says so.
+        const [round1, round2] = await sessionTranscripts(handle, rounds.wired.deps.artifacts);
+        expect(round2!.continuation).toEqual({
+          how: 'primed', id: expect.any(String), fromRound: 1, transcript: round1!.ref, primedWith: 'text', why: why(round1!.continuation!.id),
+        });
+        expect(round2!.continuation!.id).not.toBe(round1!.continuation!.id);
+        await handle.cancel();
+      });
     });
   });
 

@@ -6,10 +6,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CODEX_VERSION } from '../../infra/agents.ts';
-import { approve, issueStatus } from '../../client/issues.ts';
-import { SHOUT_FILES_COMMAND } from '../fixtures/scripts.ts';
+import { approve, issueStatus, reject } from '../../client/issues.ts';
+import { EMPTY_TEXT_COMMAND, SHOUT_FILES_COMMAND } from '../fixtures/scripts.ts';
 import { startStallingProxy, type StallingProxy } from '../fakes/stalling-proxy.ts';
 import { changesUnderAgentClisDir, sandboxContainerOf } from '../helpers/agent-clis.ts';
+import { onWorkspaceVolume, sessionTranscripts, waitForRound } from '../helpers/agent-sessions.ts';
 import { World, historyText } from '../helpers/world.ts';
 import type { ScriptTurn } from '../../lib/scripted-model/index.ts';
 
@@ -21,6 +22,13 @@ const SHOUT_BY_CODEX: ScriptTurn[] = [
   exec('npm test 2>&1 | tail -5'),
   { say: 'Added shout() with a test; npm test passes.' },
 ];
+/** Round 2 after a reviewer's rejection: the scripted model answers it at turn 3 when the conversation of round 1 is in the request. */
+const EMPTY_TEXT_BY_CODEX: ScriptTurn[] = [
+  exec(EMPTY_TEXT_COMMAND),
+  exec('npm test 2>&1 | tail -5'),
+  { say: "shout('') is empty now; npm test passes." },
+];
+const REJECTION = "shout('') should be empty, not \"!\"";
 
 describe('agent runtime: Codex app-server in the sandbox', () => {
   let world: World;
@@ -54,6 +62,81 @@ describe('agent runtime: Codex app-server in the sandbox', () => {
       const status = await issueStatus(handle);
       expect(status.turns).toBe(3);
       expect(historyText(await handle.fetchHistory())).not.toContain(SECRET);
+    });
+  });
+
+  // Runs that never land: the base stays without shout(), so round 1 always has a change to make.
+  describe('later rounds', () => {
+    let rounds: World;
+    beforeAll(async () => {
+      rounds = await World.create({ modelKey: SECRET, extraContract: 'codex: { command: codex app-server, read_timeout_ms: 60000 }\nagent: { max_turns: 2 }' });
+    });
+    afterAll(async () => rounds?.close());
+
+    it('a later round continues the previous round\'s thread with the feedback as its next turn; tokens are split into input and output', async () => {
+      const id = rounds.id('rounds');
+      await rounds.addIssue({ identifier: id, title: 'Add shout' }, [...SHOUT_BY_CODEX, ...EMPTY_TEXT_BY_CODEX]);
+      await rounds.run(async () => {
+        const handle = await rounds.start(id);
+        const first = await rounds.waitForPhase(handle, 'AwaitingApproval', 300_000);
+        await reject(handle, 'bob', REJECTION);
+        const second = await waitForRound(rounds, handle, 2);
+        expect(second.proof.at(-1)!.passed).toBe(true);
+        // One conversation: round 2's first request carries round 1's three answers, then the feedback.
+        const requests = rounds.modelRequests.filter((request) => request.identifier === id);
+        expect(requests.map((request) => request.turn)).toEqual([0, 1, 2, 3, 4, 5]);
+        expect(requests[3]!.messages).toBeGreaterThan(requests[2]!.messages);
+        expect(requests[3]!.lastUserMessage).toContain(REJECTION);
+        expect(requests[3]!.lastUserMessage).toContain('A reviewer (bob) rejected landing');
+        // The same codex thread, taken up where round 1 ended; the transcript says so.
+        const [round1, round2] = await sessionTranscripts(handle, rounds.wired.deps.artifacts);
+        expect(round1!.continuation).toEqual({ how: 'new', id: expect.any(String) });
+        expect(round2!.continuation).toEqual({ how: 'continued', id: round1!.continuation!.id, fromRound: 1 });
+
+        // Tokens as the Responses API reported them, input and output apart; the budget counts their sum.
+        for (const status of [first, second]) {
+          expect(status.tokens.input).toBeGreaterThan(0);
+          expect(status.tokens.output).toBeGreaterThan(0);
+          expect(status.tokens.input + status.tokens.output).toBe(status.tokens.total);
+        }
+        const exchanges = [...round1!.exchanges, ...round2!.exchanges];
+        expect(second.tokens.input).toBe(exchanges.reduce((sum, exchange) => sum + exchange.inputTokens, 0));
+        expect(second.tokens.output).toBe(exchanges.reduce((sum, exchange) => sum + exchange.outputTokens, 0));
+        // Round 2's input is round 1's conversation and more: it costs more input than round 1 did.
+        expect(second.tokens.input - first.tokens.input).toBeGreaterThan(first.tokens.input);
+        await handle.cancel();
+      });
+    });
+
+    it('a later round whose previous thread is gone starts a new thread primed with the previous round\'s transcript', async () => {
+      const id = rounds.id('primed');
+      await rounds.addIssue({ identifier: id, title: 'Add shout' }, [...SHOUT_BY_CODEX, ...EMPTY_TEXT_BY_CODEX]);
+      await rounds.run(async () => {
+        const handle = await rounds.start(id);
+        await rounds.waitForPhase(handle, 'AwaitingApproval', 300_000);
+        // codex's state on the workspace volume is lost, as with a volume rebuilt from the work's snapshot.
+        await onWorkspaceVolume(rounds, handle, 'rm -rf /workspace/.cadenza-codex');
+        await reject(handle, 'bob', REJECTION);
+        const second = await waitForRound(rounds, handle, 2);
+        expect(second.proof.at(-1)!.passed).toBe(true);
+        // The new thread holds round 1's conversation from the transcript: the model sees its three answers before the feedback.
+        const requests = rounds.modelRequests.filter((request) => request.identifier === id);
+        expect(requests.map((request) => request.turn)).toEqual([0, 1, 2, 3, 4, 5]);
+        expect(requests[3]!.lastUserMessage).toContain(REJECTION);
+        const [round1, round2] = await sessionTranscripts(handle, rounds.wired.deps.artifacts);
+        const round2Input = JSON.parse(round2!.exchanges[0]!.request).input as Array<{ type: string; role?: string; content?: Array<{ text?: string }> }>;
+        const texts = round2Input.flatMap((item) => item.content?.map((part) => part.text ?? '') ?? []).join('\n');
+        expect(texts).toContain(`Issue identifier: ${id}`);
+        expect(texts).toContain('Added shout() with a test; npm test passes.');
+        expect(round2Input.filter((item) => item.type === 'function_call')).toHaveLength(2);
+        // A new thread, primed from round 1's transcript; the transcript says so.
+        expect(round2!.continuation).toEqual({
+          how: 'primed', id: expect.any(String), fromRound: 1, transcript: round1!.ref, primedWith: 'items',
+          why: expect.stringMatching(`codex could not resume thread ${round1!.continuation!.id}: no rollout found`),
+        });
+        expect(round2!.continuation!.id).not.toBe(round1!.continuation!.id);
+        await handle.cancel();
+      });
     });
   });
 

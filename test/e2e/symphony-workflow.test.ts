@@ -17,7 +17,7 @@ import { ContractError, loadContract } from '../../lib/contract/index.ts';
 import { MANAGED_LABEL, ROLE_LABEL, WORKFLOW_LABEL } from '../../lib/sandbox/names.ts';
 import type { ScriptTurn } from '../../lib/scripted-model/index.ts';
 import { startFakeLinear, type FakeLinear } from '../fakes/linear-server.ts';
-import { SHOUT_FILES_COMMAND } from '../fixtures/scripts.ts';
+import { EMPTY_TEXT_COMMAND, SHOUT_FILES_COMMAND } from '../fixtures/scripts.ts';
 import { World, historyText } from '../helpers/world.ts';
 
 const SYMPHONY = readFileSync(path.join(import.meta.dirname, '..', 'fixtures', 'symphony', 'WORKFLOW.md'), 'utf8');
@@ -28,21 +28,14 @@ const MODEL_KEY = 'sk-symphony-e2e-0123456789-DO-NOT-LEAK';
 const TEAM_STATES = ['Backlog', 'Todo', 'In Progress', 'Human Review', 'Merging', 'Rework', 'Done', 'Closed', 'Canceled', 'Duplicate'];
 
 const exec = (cmd: string): ScriptTurn => ({ tool_calls: [{ name: 'exec_command', arguments: { cmd, tty: false, yield_time_ms: 20_000 } }] });
-/** The reviewer's request in round 2: the scripted model's replies follow the request, so its command looks at the workspace. */
-const EMPTY_TEXT_COMMAND = [
-  "cat > src/shout.js <<'EOF'",
-  'export function shout(text) {',
-  "  return text ? `${text.toUpperCase()}!` : '';",
-  '}',
-  'EOF',
-  "cat >> test/shout.test.js <<'EOF'",
-  "test('shout of nothing', () => assert.equal(shout(''), ''));",
-  'EOF',
-].join('\n');
+/** Round 1, then (turn 3 on, the same codex thread continued with the feedback) the reviewer's request in round 2. */
 const SHOUT_BY_CODEX: ScriptTurn[] = [
-  exec(`if [ -f src/shout.js ]; then\n${EMPTY_TEXT_COMMAND}\nelse\n${SHOUT_FILES_COMMAND}\nfi`),
+  exec(SHOUT_FILES_COMMAND),
   exec('npm test 2>&1 | tail -8'),
   { say: 'Added shout() with a test; npm test passes.' },
+  exec(EMPTY_TEXT_COMMAND),
+  exec('npm test 2>&1 | tail -8'),
+  { say: "shout('') is empty now; npm test passes." },
 ];
 
 /** Loads the text as WORKFLOW.md at `file`; returns the refusal, or null when it loads. */
@@ -125,8 +118,9 @@ describe("Symphony's own WORKFLOW.md, end to end", () => {
         if (status.phase === 'Failed') throw new Error(`the run failed: ${status.lastError}`);
         return status.round === 2 && status.phase === 'AwaitingApproval';
       }, 'round 2 awaits approval', 300_000);
+      // Round 2 continues round 1's codex thread: its requests carry round 1's three answers.
       const round2 = world!.modelRequests.filter((request) => request.identifier === id).slice(3);
-      expect(round2.map((request) => request.turn)).toEqual([0, 1, 2]);
+      expect(round2.map((request) => request.turn)).toEqual([3, 4, 5]);
       expect(round2[0]!.lastUserMessage).toContain('This is follow-up attempt #1.');
       expect(round2[0]!.lastUserMessage).toContain("shout('') should be empty");
       // Its npm test ran the new test too.

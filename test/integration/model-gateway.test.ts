@@ -109,6 +109,11 @@ describe('the model endpoint through the egress relay', () => {
       expect(seenCredentials).toEqual([`Bearer ${KEY}`, `Bearer ${KEY}`]);
       expect(exchanges.map((exchange) => [exchange.path, exchange.status])).toEqual([['/v1/chat/completions', 200], ['/v1/responses', 200]]);
       expect(exchanges.every((exchange) => exchange.tokens > 0)).toBe(true);
+      // Split as the endpoint reported them: the streamed Responses usage comes with response.completed.
+      const completed = JSON.parse(/event: response\.completed\ndata: (.*)\n/.exec(streamed.body)![1]!).response.usage;
+      expect([exchanges[1]!.inputTokens, exchanges[1]!.outputTokens, exchanges[1]!.tokens]).toEqual([completed.input_tokens, completed.output_tokens, completed.total_tokens]);
+      const usage = JSON.parse(plain.body).usage;
+      expect([exchanges[0]!.inputTokens, exchanges[0]!.outputTokens, exchanges[0]!.tokens]).toEqual([usage.prompt_tokens, usage.completion_tokens, usage.total_tokens]);
       expect(exchanges[0]!.request).toContain('"content":"hi"');
       expect(exchanges[1]!.response).toContain('response.output_text.delta');
 
