@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { Client, Connection } from '@temporalio/client';
+import { clientOf, connectClient, plaintextSettings } from '../client/connection.ts';
 import { dockerClient } from '../infra/docker.ts';
 import type { Contract } from '../lib/contract/index.ts';
 import { startIssue } from '../client/issues.ts';
@@ -55,8 +55,9 @@ export async function concurrency(ctx: BenchContext): Promise<BenchOutcome> {
   const sharedRemote = process.env.BENCH_SHARED_REMOTE === '1';
   const docker = dockerClient();
   const world = await BenchWorld.create('concurrency', ['sandbox: { image: cadenza-sandbox:latest, cpus: 1, memory_mb: 256, pids_limit: 256 }']);
-  const connection = await Connection.connect({ address: ctx.temporalAddress });
-  const client = new Client({ connection });
+  const temporal = plaintextSettings(ctx.temporalAddress);
+  const connection = await connectClient(temporal);
+  const client = clientOf(connection, temporal);
   const results: LevelResult[] = [];
   ctx.log(`concurrency: levels ${levels.join(', ')}; ${sharedRemote ? 'all issues land on ONE shared remote' : 'each issue lands on its own bare remote'}; sandbox memory_mb 256`);
   try {

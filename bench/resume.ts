@@ -6,7 +6,8 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import type { WorkflowHandle } from '@temporalio/client';
+import { clientOf, connectClient, plaintextSettings } from '../client/connection.ts';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { dockerClient } from '../infra/docker.ts';
 import { startIssue } from '../client/issues.ts';
@@ -82,8 +83,9 @@ export async function resume(ctx: BenchContext): Promise<BenchOutcome> {
   const heartbeatMs = timing.heartbeatTimeoutMs!;
   const docker = dockerClient();
   const world = await BenchWorld.create('resume');
-  const connection = await Connection.connect({ address: ctx.temporalAddress });
-  const client = new Client({ connection });
+  const temporal = plaintextSettings(ctx.temporalAddress);
+  const connection = await connectClient(temporal);
+  const client = clientOf(connection, temporal);
   const results: ResumeRun[] = [];
   const workers: WorkerProcess[] = [];
   try {

@@ -6,6 +6,8 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
+import { plaintextSettings, type TemporalSettings } from '../client/connection.ts';
+import { CADENZA_SEARCH_ATTRIBUTES } from '../client/search-attributes.ts';
 import { InfraError, say } from './log.ts';
 import { binDir, stateDir } from './paths.ts';
 import { isAlive, onPath, run, sleep, waitFor } from './process.ts';
@@ -13,12 +15,8 @@ import { isAlive, onPath, run, sleep, waitFor } from './process.ts';
 export const TEMPORAL_CLI_VERSION = '1.5.1';
 const GO_MODULE = `github.com/temporalio/cli/cmd/temporal@v${TEMPORAL_CLI_VERSION}`;
 
-/** Cadenza's custom search attributes, registered on the dev server at start. */
-export const SEARCH_ATTRIBUTES = {
-  CadenzaPhase: 'Keyword',
-  CadenzaIssue: 'Keyword',
-  CadenzaRepo: 'Keyword',
-} as const;
+/** Cadenza's custom search attributes, registered on the dev server at start (workers add them elsewhere). */
+export const SEARCH_ATTRIBUTES: Record<string, string> = Object.fromEntries(CADENZA_SEARCH_ATTRIBUTES.map((attribute) => [attribute.name, attribute.type]));
 
 export interface TemporalCli {
   path: string;
@@ -134,6 +132,8 @@ export interface DevServerOptions {
   namespace?: string;
   /** Keep running after this process exits (the `npm start` server); tests keep it attached. */
   detached?: boolean;
+  /** Register Cadenza's search attributes at start (default true; false: a server as bare as a new cluster's namespace). */
+  searchAttributes?: boolean;
 }
 
 export interface DevServer {
@@ -145,10 +145,11 @@ export interface DevServer {
   stop(): Promise<void>;
 }
 
-/** True when a Temporal frontend answers on `address`. */
-export async function temporalAnswers(address: string, timeoutMs = 1500): Promise<boolean> {
+/** True when a Temporal frontend answers on `address` (plaintext), or as the settings say (TLS, API key). */
+export async function temporalAnswers(target: string | TemporalSettings, timeoutMs = 1500): Promise<boolean> {
+  const settings = typeof target === 'string' ? plaintextSettings(target) : target;
   try {
-    const connection = await Connection.connect({ address, connectTimeout: timeoutMs });
+    const connection = await Connection.connect(settings.connectionOptions({ connectTimeout: timeoutMs }));
     try {
       await connection.workflowService.getSystemInfo({});
       return true;
@@ -213,7 +214,7 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
       '--db-filename', path.join(options.dir, 'temporal.db'),
       '--namespace', namespace,
       '--log-level', 'warn',
-      ...Object.entries(SEARCH_ATTRIBUTES).flatMap(([name, type]) => ['--search-attribute', `${name}=${type}`]),
+      ...(options.searchAttributes === false ? [] : Object.entries(SEARCH_ATTRIBUTES).flatMap(([name, type]) => ['--search-attribute', `${name}=${type}`])),
     ];
     const log = openSync(logFile, 'a');
     const child = spawn(options.cli, args, { detached: options.detached ?? false, stdio: ['ignore', log, log] });
@@ -291,6 +292,8 @@ export function defaultServerOptions(cli: string): DevServerOptions {
     dir: path.join(stateDir(), 'temporal'),
     port: Number(process.env.CADENZA_TEMPORAL_PORT ?? 7233),
     uiPort: Number(process.env.CADENZA_TEMPORAL_UI_PORT ?? 8233),
+    // A namespace other than default (CADENZA_NAMESPACE) is created with the server.
+    namespace: process.env.CADENZA_NAMESPACE?.trim() || undefined,
     detached: true,
   };
 }

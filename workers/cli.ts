@@ -50,6 +50,10 @@ commands:
 options:
   --workflow PATH     the contract (default <state>/demo/WORKFLOW.md; state: CADENZA_STATE_DIR or .cadenza)
   --address HOST:PORT the Temporal frontend (default CADENZA_TEMPORAL_ADDRESS, else 127.0.0.1:CADENZA_TEMPORAL_PORT or 7233)
+
+environment (a Temporal cluster or Temporal Cloud; see README, "Production Temporal"):
+  CADENZA_NAMESPACE, CADENZA_TEMPORAL_TLS_CERT and CADENZA_TEMPORAL_TLS_KEY (client certificate),
+  CADENZA_TEMPORAL_TLS_CA, CADENZA_TEMPORAL_TLS_SERVER_NAME, CADENZA_TEMPORAL_API_KEY, CADENZA_TEMPORAL_TLS
 `;
 const COMMANDS: Record<string, { flags: Flag[]; positionals: [min: number, max: number] }> = {
   up: { flags: ['workflow', 'address', 'exit-when-done'], positionals: [0, 0] },

@@ -48,7 +48,8 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
   };
   delete env.OPENAI_API_KEY;
   delete env.OPENAI_BASE_URL;
-  delete env.CADENZA_NAMESPACE;
+  // The test or benchmark server's plaintext default namespace, whatever this process was given.
+  for (const name of ['CADENZA_NAMESPACE', 'CADENZA_TEMPORAL_TLS', 'CADENZA_TEMPORAL_TLS_CERT', 'CADENZA_TEMPORAL_TLS_KEY', 'CADENZA_TEMPORAL_TLS_CA', 'CADENZA_TEMPORAL_TLS_SERVER_NAME', 'CADENZA_TEMPORAL_API_KEY']) delete env[name];
   Object.assign(env, options.env);
 
   const spawnedAt = Date.now();

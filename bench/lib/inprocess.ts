@@ -2,8 +2,8 @@
  * A Cadenza worker inside the bench process, wired exactly as workers/worker.ts wires it (createDeps,
  * createCadenzaWorker, the shared workflow bundle), and one issue run through it, timed.
  */
-import { Client, Connection } from '@temporalio/client';
-import { NativeConnection } from '@temporalio/worker';
+import type { Client } from '@temporalio/client';
+import { clientOf, connectClient, connectWorker, plaintextSettings } from '../../client/connection.ts';
 import type { Contract } from '../../lib/contract/index.ts';
 import { startIssue } from '../../client/issues.ts';
 import type { ScriptedRequest } from '../../lib/scripted-model/index.ts';
@@ -25,12 +25,14 @@ export async function withInProcessWorker<T>(address: string, world: BenchWorld,
   // The first call bundles the workflow code (once per process); later workers reuse the bundle.
   await cadenzaWorkflowBundle(quietLogger);
   const env: NodeJS.ProcessEnv = { ...process.env, OPENAI_API_KEY: '', OPENAI_BASE_URL: '' };
-  const wired = await createDeps({ stateDir: world.state, scriptsDir: world.scripts, env, log: () => {}, temporalAddress: address });
-  const connection = await Connection.connect({ address });
-  const native = await NativeConnection.connect({ address });
+  // The bench's own dev server: plaintext, the default namespace.
+  const temporal = plaintextSettings(address);
+  const wired = await createDeps({ stateDir: world.state, scriptsDir: world.scripts, env, log: () => {}, temporal });
+  const connection = await connectClient(temporal);
+  const native = await connectWorker(temporal);
   try {
-    const worker = await createCadenzaWorker({ connection: native, deps: wired.deps, taskQueue });
-    const client = new Client({ connection });
+    const worker = await createCadenzaWorker({ connection: native, deps: wired.deps, taskQueue, temporal });
+    const client = clientOf(connection, temporal);
     return await worker.runUntil(() => body({ client, taskQueue, requests: wired.scriptedModel!.requests }));
   } finally {
     await connection.close();

@@ -5,10 +5,13 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { Client, Connection } from '@temporalio/client';
+import type { Client, Connection, WorkflowHandle } from '@temporalio/client';
+import { clientOf, connectClient, temporalSettings, TemporalSettings } from '../../client/connection.ts';
+import { findIssueRun, statusOf } from '../../client/issues.ts';
 import { InfraError } from '../../infra/log.ts';
 import { binDir, stateDir } from '../../infra/paths.ts';
-import { ContractError, loadContract, type Contract } from '../../lib/contract/index.ts';
+import { ContractError, loadContract, type CadenzaConfig, type Contract } from '../../lib/contract/index.ts';
+import type { issueWorkflow } from '../../workflows/issue.ts';
 
 /** A mistake in how the command was called: printed with the usage, exit code 2. */
 export class UsageError extends Error {}
@@ -37,18 +40,22 @@ export function cadenzaCommand(address: string): string {
   return address === '127.0.0.1:7233' ? 'npx cadenza' : `npx cadenza --address ${address}`;
 }
 
-/** The Temporal CLI as a person can run it here: its path unless `temporal` is on PATH, and the address unless default. */
+/**
+ * The Temporal CLI as a person can run it here: its path unless `temporal` is on PATH, the address
+ * unless default, and the namespace and TLS files when set (the API key as a reference to its variable).
+ */
 export function temporalCommand(address: string): string {
   const onPath = (process.env.PATH ?? '').split(path.delimiter).some((dir) => dir && existsSync(path.join(dir, 'temporal')));
   const local = path.join(binDir, 'temporal');
   const binary = process.env.TEMPORAL_CLI_PATH ?? (onPath || !existsSync(local) ? 'temporal' : path.relative(process.cwd(), local) || local);
   // A relative path runs only with a ./ in front (".cadenza/bin/temporal" would be looked up on PATH).
   const shown = binary.includes('/') && !path.isAbsolute(binary) && !binary.startsWith('./') && !binary.startsWith('../') ? `./${binary}` : binary;
-  return address === '127.0.0.1:7233' || address === 'localhost:7233' ? shown : `${shown} --address ${address}`;
+  const flags = address === '127.0.0.1:7233' || address === 'localhost:7233' ? [] : ['--address', address];
+  return [shown, ...flags, ...temporalSettings().temporalCliFlags()].join(' ');
 }
 
 export function addressOf(flags: Flags): string {
-  return (flags.address as string | undefined) ?? process.env.CADENZA_TEMPORAL_ADDRESS ?? `127.0.0.1:${process.env.CADENZA_TEMPORAL_PORT ?? 7233}`;
+  return (flags.address as string | undefined) ?? temporalSettings().address;
 }
 
 export function stringFlag(flags: Flags, flag: 'by' | 'comment' | 'feedback', command: string, what: string): string {
@@ -81,20 +88,43 @@ export function contractFrom(file: string, hint: string, options: { warn?: boole
 }
 
 /** The tracker kind workflow ids are derived from: the contract's, or `local` for the demo not yet seeded. */
-export function trackerKind(flags: Flags): string {
+/** What names an issue's run: its project and tracker. */
+export type RunConfig = Pick<CadenzaConfig, 'project' | 'tracker'>;
+
+/** The contract's project and tracker; null when there is no WORKFLOW.md (and none was named). */
+export function runConfig(flags: Flags): RunConfig | null {
   const file = (flags.workflow as string | undefined) ?? defaultWorkflowFile();
-  if (!flags.workflow && !existsSync(file)) return 'local';
-  return contractFrom(file, 'fix the file, or pass --workflow with the contract your runs were started from.').config.tracker.kind;
+  if (!flags.workflow && !existsSync(file)) return null;
+  return contractFrom(file, 'fix the file, or pass --workflow with the contract your runs were started from.').config;
 }
 
-export async function connect(address: string): Promise<{ client: Client; connection: Connection }> {
-  let connection: Connection;
-  try {
-    connection = await Connection.connect({ address, connectTimeout: 5_000 });
-  } catch {
-    throw new InfraError(`no Temporal server answers at ${address}.`, 'start one with `npm start` (or `npx cadenza up`), or point --address / CADENZA_TEMPORAL_ADDRESS at your server.');
+/**
+ * The issue's run, which must exist: by the contract's project (or the id runs had before), or with no
+ * contract, the issue's open (else latest) run found by its CadenzaIssue search attribute.
+ */
+export async function locateRun(client: Client, config: RunConfig | null, identifier: string, address: string): Promise<WorkflowHandle<typeof issueWorkflow>> {
+  if (config) {
+    const handle = await findIssueRun(client, config, identifier);
+    if ((await statusOf(handle)) === null) throw notFound(identifier, handle.workflowId, address);
+    return handle;
   }
-  return { client: new Client({ connection }), connection };
+  let latest: { workflowId: string; running: boolean; start: number } | undefined;
+  for await (const run of client.workflow.list({ query: `WorkflowType = 'issueWorkflow' AND CadenzaIssue = '${identifier.replace(/'/g, "\\'")}'` })) {
+    const candidate = { workflowId: run.workflowId, running: run.status.name === 'RUNNING', start: run.startTime.getTime() };
+    if (!latest || (candidate.running && !latest.running) || (candidate.running === latest.running && candidate.start > latest.start)) latest = candidate;
+  }
+  if (!latest) throw notFound(identifier, null, address, `searched by issue: there is no WORKFLOW.md at ${defaultWorkflowFile()} to name its project; pass --workflow`);
+  return client.workflow.getHandle(latest.workflowId);
+}
+
+/**
+ * A client on Temporal: at `address` with the environment's namespace, TLS and API key (client/connection.ts),
+ * or with the settings given. A refusal (no server, TLS, credentials, namespace) is one message saying which setting to look at.
+ */
+export async function connect(target: string | TemporalSettings): Promise<{ client: Client; connection: Connection }> {
+  const settings = target instanceof TemporalSettings ? target : temporalSettings().withAddress(target);
+  const connection = await connectClient(settings, { connectTimeoutMs: 5_000 });
+  return { client: clientOf(connection, settings), connection };
 }
 
 /** Runs calls that need a worker (queries, updates) with a deadline, so a missing worker does not hang. */
@@ -115,8 +145,8 @@ export function errorText(error: unknown): string {
   return parts.join(': ');
 }
 
-export function notFound(identifier: string, workflowId: string, address: string): InfraError {
-  return new InfraError(`no workflow ${workflowId} for issue ${identifier} on ${address}.`, 'see the runs with `npx cadenza list`; `npx cadenza up` starts a workflow for each ready issue.');
+export function notFound(identifier: string, workflowId: string | null, address: string, note?: string): InfraError {
+  return new InfraError(`no workflow${workflowId ? ` ${workflowId}` : ''} for issue ${identifier} on ${address}${note ? ` (${note})` : ''}.`, 'see the runs with `npx cadenza list`; `npx cadenza up` starts a workflow for each ready issue.');
 }
 
 export function table(header: string[], rows: string[][]): void {

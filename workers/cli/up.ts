@@ -2,18 +2,20 @@
 import { createWriteStream, mkdirSync } from 'node:fs';
 import { inspect } from 'node:util';
 import path from 'node:path';
-import { ScheduleOverlapPolicy, type Connection, type WorkflowHandle } from '@temporalio/client';
+import { ScheduleOverlapPolicy, type Client, type Connection, type WorkflowHandle } from '@temporalio/client';
 import { InfraError, say, step } from '../../infra/log.ts';
 import { stateDir } from '../../infra/paths.ts';
 import { sleep, waitFor } from '../../infra/process.ts';
 import { obtainDockerEngine, obtainSandboxImage, startServer } from '../../infra/setup.ts';
-import { temporalAnswers } from '../../infra/temporal.ts';
+import { connectWorker, temporalSettings, TEMPORAL_ENV, type TemporalSettings } from '../../client/connection.ts';
 import { issueStatus } from '../../client/issues.ts';
 import { ensurePollSchedule } from '../../client/schedule.ts';
 import { seedDemo } from '../../lib/demo.ts';
 import { createTrackerFactory } from '../../lib/tracker/index.ts';
+import type { Contract } from '../../lib/contract/index.ts';
 import type { PollerResult } from '../../workflows/poller.ts';
 import { TASK_QUEUE, issueKey, issueWorkflowId, phaseKey, type IssueStatus, type IssueWorkflowResult } from '../../workflows/definitions.ts';
+import type { WorkerVersionInfo } from '../versioning.ts';
 import { cadenzaCommand, connect, contractFrom, demoDir, errorText, oneLine, out, short, temporalCommand, withWorker, type Flags } from './common.ts';
 
 interface Watched {
@@ -27,21 +29,32 @@ interface Watched {
 }
 
 export async function up(flags: Flags): Promise<void> {
-  const external = (flags.address as string | undefined) ?? process.env.CADENZA_TEMPORAL_ADDRESS;
-  let address: string;
+  // Address, namespace, TLS and API key from the environment (--address overrides the address).
+  const fromEnv = temporalSettings();
+  const external = (flags.address as string | undefined) ?? (fromEnv.addressGiven ? fromEnv.address : undefined);
+  let settings: TemporalSettings;
   let uiUrl: string | undefined;
   if (external) {
-    address = external;
-    await step(`Temporal server at ${address}`, async () => {
-      if (!(await temporalAnswers(address, 5_000))) {
-        throw new InfraError(`no Temporal server answers at ${address} (from ${flags.address ? '--address' : 'CADENZA_TEMPORAL_ADDRESS'}).`, 'start that server, or leave the address unset so cadenza starts its own dev server.');
-      }
+    settings = fromEnv.withAddress(external);
+    await step(`Temporal server at ${settings.describe()}`, async () => {
+      const probe = await connect(settings).catch((error: unknown) => {
+        if (error instanceof InfraError) throw new InfraError(`${error.message} (address from ${flags.address ? '--address' : TEMPORAL_ENV.address})`, `${error.hint} Or leave the address unset so cadenza starts its own dev server.`);
+        throw error;
+      });
+      await probe.connection.close();
     }, () => 'answers (an existing server; cadenza does not start or stop it)');
   } else {
+    if (fromEnv.secured) {
+      throw new InfraError(
+        `TLS or an API key is set (${fromEnv.describe()}), but ${TEMPORAL_ENV.address} is not: cadenza would start its own dev server, which speaks plaintext.`,
+        `set ${TEMPORAL_ENV.address} (or --address) to the server those credentials are for, or unset ${TEMPORAL_ENV.cert}, ${TEMPORAL_ENV.key}, ${TEMPORAL_ENV.ca}, ${TEMPORAL_ENV.serverName}, ${TEMPORAL_ENV.apiKey} and ${TEMPORAL_ENV.tls} to use the embedded dev server.`,
+      );
+    }
     const server = await startServer();
-    address = server.address;
+    settings = fromEnv.plaintextAt(server.address);
     uiUrl = server.uiUrl;
   }
+  const address = settings.address;
   await obtainDockerEngine();
   const image = await obtainSandboxImage();
 
@@ -65,8 +78,9 @@ export async function up(flags: Flags): Promise<void> {
 
   // The worker: the same wiring as workers/worker.ts, in this process (loaded here: the other
   // commands stay quick without the worker's modules).
-  const { DefaultLogger, NativeConnection, Runtime, makeTelemetryFilterString } = await import('@temporalio/worker');
-  const { cadenzaWorkflowBundle, createCadenzaWorker, createDeps } = await import('../worker.ts');
+  const { DefaultLogger, Runtime, makeTelemetryFilterString } = await import('@temporalio/worker');
+  const { cadenzaWorkflowBundle, createCadenzaWorker, createDeps, describeSearchAttributes } = await import('../worker.ts');
+  const { describeVersion } = await import('../versioning.ts');
   // The SDK's warnings (a retried activity's failure with its stack and task token) go to the log
   // file; the screen gets one line per error, and the log's path once.
   const logFile = path.join(stateDir(), 'logs', 'worker.log');
@@ -82,7 +96,7 @@ export async function up(flags: Flags): Promise<void> {
   const scriptsDir = process.env.CADENZA_SCRIPTS_DIR ?? path.join(contract.dir, 'scripts');
   let modelLine = '';
   const wired = await createDeps({
-    temporalAddress: address,
+    temporal: settings,
     stateDir: stateDir(),
     scriptsDir,
     log: (line) => {
@@ -93,16 +107,20 @@ export async function up(flags: Flags): Promise<void> {
   });
   modelLine = wired.modelDescription;
   out(wired.modelDescription);
-  const native = await NativeConnection.connect({ address });
+  const native = await connectWorker(settings);
   const worker = await step(`Worker on task queue ${TASK_QUEUE}`, async () => {
     await cadenzaWorkflowBundle(sdkLogger);
-    return createCadenzaWorker({ connection: native, deps: wired.deps });
-  }, () => `ready on ${address}`);
+    return createCadenzaWorker({ connection: native, deps: wired.deps, temporal: settings });
+  }, (ready) => [
+    `ready on ${address}; this host's sandbox steps on ${ready.hostQueue}`,
+    describeSearchAttributes(ready.searchAttributesAdded, settings.namespace),
+    describeVersion(ready.version),
+  ].filter(Boolean).join('\n    '));
   let workerFailure: Error | undefined;
   const running = worker.run().catch((error: Error) => {
     workerFailure = error;
   });
-  const { client, connection } = await connect(address);
+  const { client, connection } = await connect(settings);
 
   // Runs already open are followed; the poll Schedule decides what starts (Symphony's dispatch rules).
   const watched: Watched[] = [];
@@ -121,6 +139,7 @@ export async function up(flags: Flags): Promise<void> {
     }
   };
   await followRunning((id, workflowId) => `${id} is already running as ${workflowId}`);
+  await reportPinnedElsewhere(client, worker.version, address).catch(() => undefined);
   const since = new Date();
   const schedule = await step('Tracker poll schedule', async () => {
     const ensured = await ensurePollSchedule(client, { contract });
@@ -146,7 +165,7 @@ export async function up(flags: Flags): Promise<void> {
         out(`poll: ${result.contractWarning}`);
       }
       for (const id of result.started) {
-        const workflowId = issueWorkflowId(config.tracker.kind, id);
+        const workflowId = issueWorkflowId(config, id);
         if (follow(id, workflowId)) out(`${id} started as ${workflowId}`);
       }
       for (const warning of result.contractWarnings ?? []) {
@@ -167,7 +186,7 @@ export async function up(flags: Flags): Promise<void> {
     if (!(await waitFor(async () => (await readPolls()) > 0 || seenPolls.size > 0, 60_000, 300))) throw new InfraError('the first tracker poll did not complete within 60 s', `check the worker output above and the schedule ${schedule.scheduleId} in the Temporal UI.`);
   }, () => `${watched.length} workflow${watched.length === 1 ? '' : 's'} open`);
 
-  printHowTo(address, uiUrl, config.tracker.kind, watched.map((w) => w.identifier).sort()[0] ?? 'DEMO-1', logFile);
+  printHowTo(address, uiUrl, config, watched.map((w) => w.identifier).sort()[0] ?? 'DEMO-1', logFile, settings.namespace);
 
   // Phase changes until Ctrl-C (or, with --exit-when-done, until every run has closed).
   let stopSignal: string | undefined;
@@ -211,12 +230,12 @@ export async function up(flags: Flags): Promise<void> {
   }
 }
 
-function printHowTo(address: string, uiUrl: string | undefined, kind: string, example: string, logFile: string): void {
-  const workflowId = issueWorkflowId(kind, example);
+function printHowTo(address: string, uiUrl: string | undefined, config: Contract['config'], example: string, logFile: string, namespace: string): void {
+  const workflowId = issueWorkflowId(config, example);
   const temporal = temporalCommand(address);
   const cadenza = cadenzaCommand(address);
   out('');
-  out(`Temporal UI: ${uiUrl ? `${uiUrl}/namespaces/default/workflows?query=${encodeURIComponent("WorkflowType='issueWorkflow'")}` : `the Web UI of the server at ${address}`} (the issue runs; each run's details hold its proof and how to decide)`);
+  out(`Temporal UI: ${uiUrl ? `${uiUrl}/namespaces/${encodeURIComponent(namespace)}/workflows?query=${encodeURIComponent("WorkflowType='issueWorkflow'")}` : `the Web UI of the server at ${address}`} (the issue runs; each run's details hold its proof and how to decide)`);
   out(`When a run waits in AwaitingApproval, look at its proof (${cadenza} status ${example}, ${cadenza} show ${example} diff) and approve it:`);
   out(`  ${cadenza} approve ${example} --by YOUR-NAME`);
   out('or with the Temporal CLI, as an Update (answers) or a Signal:');
@@ -226,6 +245,26 @@ function printHowTo(address: string, uiUrl: string | undefined, kind: string, ex
   out(`The worker's full log (warnings, stack traces): ${logFile}`);
   out('Phase changes follow; Ctrl-C stops the worker (runs stay durable in Temporal).');
   out('');
+}
+
+/**
+ * Open runs pinned to another build of this worker's deployment go on only while a worker of that
+ * build runs (after a code change, the previous `up`'s): says which, and how to move them here.
+ */
+async function reportPinnedElsewhere(client: Client, version: WorkerVersionInfo, address: string): Promise<void> {
+  if (version.mode !== 'pinned' || !version.deploymentName) return;
+  const here = `${version.deploymentName}:${version.buildId}`;
+  const elsewhere = new Map<string, string[]>();
+  for await (const info of client.workflow.list({ query: `WorkflowType = 'issueWorkflow' AND ExecutionStatus = 'Running' AND TemporalWorkerDeployment = '${version.deploymentName}'` })) {
+    const pinnedTo = String(info.searchAttributes?.TemporalWorkerDeploymentVersion?.[0] ?? '');
+    if (!pinnedTo || pinnedTo === here) continue;
+    elsewhere.set(pinnedTo, [...(elsewhere.get(pinnedTo) ?? []), info.typedSearchAttributes.get(issueKey) ?? info.workflowId]);
+  }
+  for (const [pinnedTo, runs] of elsewhere) {
+    const build = pinnedTo.slice(version.deploymentName.length + 1);
+    say(`    ${runs.length} open run${runs.length === 1 ? ' is' : 's are'} pinned to build ${build} (${runs.sort().join(', ')}): ${runs.length === 1 ? 'it goes' : 'they go'} on while a worker of that build runs. To move ${runs.length === 1 ? 'it' : 'them'} to this build (${version.buildId}), if the workflow code replays ${runs.length === 1 ? 'its history' : 'their histories'}:`);
+    say(`      ${temporalCommand(address)} workflow update-options --query "TemporalWorkerDeploymentVersion = '${pinnedTo}' AND ExecutionStatus = 'Running'" --versioning-override-behavior pinned --versioning-override-deployment-name ${version.deploymentName} --versioning-override-build-id ${version.buildId} --reason "move to build ${version.buildId}"`);
+  }
 }
 
 /** Prints one line when a watched run changes phase or round. */
