@@ -83,6 +83,20 @@ export function findIdentifier(messages: ChatMessage[]): string | null {
   return null;
 }
 
+const sessionPattern = /Cadenza session: (\S+)/;
+
+/**
+ * The session a request belongs to (`Cadenza session: reviewer` in its system message), or null for the
+ * coding agent's. Only system messages count, so a file the agent reads cannot change whose turn it is.
+ */
+export function findSession(messages: ChatMessage[]): string | null {
+  for (const message of messages.filter((m) => m.role === 'system' || m.role === 'developer')) {
+    const match = sessionPattern.exec(messageText(message.content) ?? '');
+    if (match?.[1]) return match[1];
+  }
+  return null;
+}
+
 /** The script turn to answer: how many assistant messages the transcript already holds. */
 export function turnIndex(messages: ChatMessage[]): number {
   return messages.filter((message) => message.role === 'assistant').length;

@@ -1,6 +1,9 @@
 /**
  * The scripts the scripted model replays: one file per issue, `<scriptsDir>/<identifier>.json`
  * (or `.yaml` / `.yml`), shaped `{ turns: [ { say?, tool_calls?: [{ name, arguments }], delay_ms? } ] }`.
+ * Other sessions of the same issue have their own turns beside the coding agent's, under their name:
+ * `{ turns: [...], reviewer: { turns: [...] } }` for Cadenza's reviewer (a request saying
+ * `Cadenza session: reviewer`). Each session counts its turns in its own conversation.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -20,8 +23,14 @@ export interface ScriptTurn {
   delay_ms?: number;
 }
 
+/** Sessions other than the coding agent's, each with turns of its own in the issue's script. */
+export const SESSIONS = ['reviewer'] as const;
+export type SessionName = (typeof SESSIONS)[number];
+
 export interface Script {
   turns: ScriptTurn[];
+  /** The reviewer's turns (absent: the issue's script has none). */
+  reviewer?: { turns: ScriptTurn[] };
 }
 
 /** A script file exists but does not have the documented shape. */
@@ -72,8 +81,19 @@ export function parseScript(value: unknown, source: string): Script {
     throw new ScriptError(source, problem);
   };
   if (!isObject(value) || !Array.isArray(value.turns)) return fail('expected an object with a "turns" array');
-  const turns = value.turns.map((turn: unknown, t): ScriptTurn => {
-    const at = `turns[${t}]`;
+  const script: Script = { turns: parseTurns(value.turns, 'turns', fail) };
+  for (const session of SESSIONS) {
+    const section = value[session];
+    if (section === undefined) continue;
+    if (!isObject(section) || !Array.isArray(section.turns)) return fail(`"${session}" must be an object with a "turns" array`);
+    script[session] = { turns: parseTurns(section.turns, `${session}.turns`, fail) };
+  }
+  return script;
+}
+
+function parseTurns(list: unknown[], path: string, fail: (problem: string) => never): ScriptTurn[] {
+  return list.map((turn: unknown, t): ScriptTurn => {
+    const at = `${path}[${t}]`;
     if (!isObject(turn)) return fail(`${at} must be an object`);
     const unknownKeys = Object.keys(turn).filter((key) => !['say', 'tool_calls', 'delay_ms'].includes(key));
     if (unknownKeys.length > 0) fail(`${at} has unknown field(s) ${unknownKeys.join(', ')}`);
@@ -100,5 +120,4 @@ export function parseScript(value: unknown, source: string): Script {
     }
     return result;
   });
-  return { turns };
 }

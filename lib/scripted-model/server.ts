@@ -11,9 +11,12 @@
  *   `<scriptsDir>/X.json|.yaml|.yml` (see script.ts). The turn answered is the number of assistant
  *   messages already in the transcript, so the reply depends only on the request: a retried or
  *   resumed session sending the same transcript gets the same answer.
+ * - A `Cadenza session: reviewer` line makes it the reviewer's request: it is answered from the
+ *   script's `reviewer.turns`, counted in the reviewer's own conversation.
  * - No identifier, or no script for it: an assistant message saying so plus a `finish` tool call with
  *   summary `no script for <id>`. Past the last turn: a `finish` tool call with summary `script exhausted`.
- *   Either way a run ends cleanly instead of looping.
+ *   Either way a run ends cleanly instead of looping. For the reviewer the closing call is
+ *   `submit_review` with verdict `approve` and the same summary.
  * - A malformed script file: 500 (server_error, code script_error) naming the file and the problem.
  *
  * Standalone: `tsx lib/scripted-model/server.ts --scripts DIR [--port N] [--host H] [--request-log FILE]`
@@ -31,15 +34,16 @@ import {
   MODEL_ID,
   buildCompletion,
   findIdentifier,
+  findSession,
   lastUserMessage,
   turnIndex,
   validateRequest,
   type Reply,
 } from './protocol.ts';
-import { ScriptError, loadScript } from './script.ts';
+import { SESSIONS, ScriptError, loadScript, type ScriptToolCall, type SessionName } from './script.ts';
 import {
   anthropicError, buildMessage, buildResponse, identifierIn, messageEvents, messagesLastInput, messagesTurn, responseEvents,
-  responsesLastInput, responsesTurn, validateMessagesRequest, validateResponsesRequest, type SseEvent,
+  responsesLastInput, responsesTurn, sessionIn, validateMessagesRequest, validateResponsesRequest, type SseEvent,
 } from './wire.ts';
 
 export interface ScriptedModelOptions {
@@ -66,6 +70,8 @@ export interface ScriptedRequest {
   wire?: 'responses' | 'messages';
   /** The model the request named. */
   model?: string;
+  /** The session other than the coding agent's it came from (`reviewer`). */
+  session?: string;
 }
 
 export interface ScriptedModel {
@@ -97,21 +103,30 @@ export async function startScriptedModel(options: ScriptedModelOptions): Promise
     if (requestLogFile) await appendFile(requestLogFile, `${JSON.stringify(entry)}\n`);
   }
 
-  /** What the script says for this issue's turn (or why there is nothing to say). */
-  async function replyFor(identifier: string | null, turn: number): Promise<Reply> {
+  /** What the script says for this issue's (and session's) turn, or why there is nothing to say. */
+  async function replyFor(identifier: string | null, turn: number, session: string | null = null): Promise<Reply> {
+    // How a session ends when its script says nothing more: the coding agent finishes, the reviewer approves.
+    const closingCall = (summary: string): ScriptToolCall => session === 'reviewer'
+      ? { name: 'submit_review', arguments: { verdict: 'approve', summary, comments: [] } }
+      : { name: 'finish', arguments: { summary } };
     const loaded = identifier === null ? null : await loadScript(scriptsDir, identifier);
-    if (loaded === null) {
+    const known = (SESSIONS as readonly string[]).includes(session ?? '');
+    const turns = loaded === null ? undefined : session === null ? loaded.script.turns : known ? loaded.script[session as SessionName]?.turns : undefined;
+    if (loaded === null || turns === undefined) {
       const id = identifier ?? '(no issue identifier)';
       const why = identifier === null
         ? 'the request has no "Issue identifier:" line'
-        : `there is no ${identifier}.json, ${identifier}.yaml or ${identifier}.yml in ${scriptsDir}`;
+        : loaded === null
+          ? `there is no ${identifier}.json, ${identifier}.yaml or ${identifier}.yml in ${scriptsDir}`
+          : `${loaded.file} has no "${session}" turns${known ? '' : ` (the sessions a script can have are ${SESSIONS.join(', ')})`}`;
+      const whose = session === null ? id : `${id}'s ${session}`;
       return {
-        content: `This is the scripted model (no OPENAI_API_KEY) and it has no script for ${id}: ${why}. Finishing.`,
-        toolCalls: [{ name: 'finish', arguments: { summary: `no script for ${id}` } }],
+        content: `This is the scripted model (no OPENAI_API_KEY) and it has no script for ${whose}: ${why}. Finishing.`,
+        toolCalls: [closingCall(`no script for ${whose}`)],
       };
     }
-    const step = loaded.script.turns[turn];
-    if (step === undefined) return { content: null, toolCalls: [{ name: 'finish', arguments: { summary: 'script exhausted' } }] };
+    const step = turns[turn];
+    if (step === undefined) return { content: null, toolCalls: [closingCall('script exhausted')] };
     const toolCalls = step.tool_calls ?? [];
     if (step.delay_ms) await sleep(step.delay_ms, undefined, { signal: closing.signal });
     return { content: step.say ?? (toolCalls.length > 0 ? null : ''), toolCalls };
@@ -120,18 +135,20 @@ export async function startScriptedModel(options: ScriptedModelOptions): Promise
   async function chatCompletion(req: IncomingMessage): Promise<unknown> {
     const request = validateRequest(await readJson(req));
     const identifier = findIdentifier(request.messages);
+    const session = findSession(request.messages);
     const turn = turnIndex(request.messages);
-    await record({ at: new Date().toISOString(), identifier, turn, messages: request.messages.length, lastUserMessage: lastUserMessage(request.messages), model: request.model });
-    return buildCompletion(request, turn, await replyFor(identifier, turn));
+    await record({ at: new Date().toISOString(), identifier, turn, messages: request.messages.length, lastUserMessage: lastUserMessage(request.messages), model: request.model, ...(session ? { session } : {}) });
+    return buildCompletion(request, turn, await replyFor(identifier, turn, session));
   }
 
   /** OpenAI's Responses API, plain or streamed (what Codex speaks). */
   async function responses(req: IncomingMessage, res: ServerResponse): Promise<unknown> {
     const request = validateResponsesRequest(await readJson(req));
     const identifier = identifierIn(request.instructions, request.input);
+    const session = sessionIn(request.instructions);
     const turn = responsesTurn(request);
-    await record({ at: new Date().toISOString(), identifier, turn, messages: Array.isArray(request.input) ? request.input.length : 1, lastUserMessage: responsesLastInput(request), wire: 'responses', model: request.model });
-    const response = buildResponse(request, turn, await replyFor(identifier, turn));
+    await record({ at: new Date().toISOString(), identifier, turn, messages: Array.isArray(request.input) ? request.input.length : 1, lastUserMessage: responsesLastInput(request), wire: 'responses', model: request.model, ...(session ? { session } : {}) });
+    const response = buildResponse(request, turn, await replyFor(identifier, turn, session));
     if (!request.stream) return response;
     return streamEvents(res, responseEvents(response));
   }
@@ -140,9 +157,10 @@ export async function startScriptedModel(options: ScriptedModelOptions): Promise
   async function messages(req: IncomingMessage, res: ServerResponse): Promise<unknown> {
     const request = validateMessagesRequest(await readJson(req));
     const identifier = identifierIn(request.system, request.messages);
+    const session = sessionIn(request.system);
     const turn = messagesTurn(request);
-    await record({ at: new Date().toISOString(), identifier, turn, messages: request.messages.length, lastUserMessage: messagesLastInput(request), wire: 'messages', model: request.model });
-    const message = buildMessage(request, turn, await replyFor(identifier, turn));
+    await record({ at: new Date().toISOString(), identifier, turn, messages: request.messages.length, lastUserMessage: messagesLastInput(request), wire: 'messages', model: request.model, ...(session ? { session } : {}) });
+    const message = buildMessage(request, turn, await replyFor(identifier, turn, session));
     if (!request.stream) return message;
     return streamEvents(res, messageEvents(message));
   }

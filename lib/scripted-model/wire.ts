@@ -33,6 +33,17 @@ export function identifierIn(...parts: unknown[]): string | null {
   return null;
 }
 
+const sessionPattern = /Cadenza session: (\S+)/;
+
+/** The session a request belongs to (`Cadenza session: reviewer` in its instructions or system prompt), or null for the coding agent's. */
+export function sessionIn(...parts: unknown[]): string | null {
+  for (const text of textsOf(parts)) {
+    const match = sessionPattern.exec(text);
+    if (match?.[1]) return match[1].replace(/[`.,;:]+$/, '');
+  }
+  return null;
+}
+
 /** One server-sent event as the APIs send them. */
 export interface SseEvent {
   event: string;
