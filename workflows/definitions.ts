@@ -134,6 +134,39 @@ export interface ProofCheck {
   leftRunning?: StoppedProcess[];
 }
 
+/** A reviewer's comment on one line of the proposed version of a file. */
+export interface ReviewComment {
+  file: string;
+  line: number;
+  text: string;
+}
+
+/** What the reviewer (WORKFLOW.md's `review:`) answered about a round's proof. */
+export interface ReviewResult {
+  /** `none`: an optional reviewer ran out of review.max_turns or review.budget_tokens before it answered. */
+  verdict: 'approve' | 'request_changes' | 'none';
+  summary: string;
+  /** The first 50, texts capped (commentsTotal says how many there were); the walkthrough has them all. */
+  comments: ReviewComment[];
+  commentsTotal?: number;
+  /** With `review.required`, request_changes sends the round back to the agent. */
+  required: boolean;
+  model: string;
+  turns: number;
+  tokens: TokenUsage;
+  /** The reviewer's conversation (the next round's review continues it). */
+  transcript: ArtifactRef;
+}
+
+/** A run's progress note in the artifact store: what each round tried, what failed, what was asked. */
+export interface ProgressNoteRef {
+  ref: string;
+  /** The latest round's entry, shortened. */
+  excerpt: string;
+  /** The round the note was last written for. */
+  round: number;
+}
+
 export interface ProofResult {
   round: number;
   passed: boolean;
@@ -158,6 +191,8 @@ export interface ProofResult {
   summary: ArtifactRef;
   /** Processes the agent or the checks left running, which Cadenza stopped (the agent's before the checks). */
   stoppedProcesses?: StoppedProcess[];
+  /** The reviewer's verdict and comments (with a `review:` section, once the required checks passed). */
+  review?: ReviewResult;
 }
 
 export interface IssueStatus {
@@ -197,6 +232,10 @@ export interface IssueStatus {
   impactCount?: number;
   /** The tracker comment Cadenza keeps up to date. */
   workpadCommentId: string | null;
+  /** The run's progress note (written at the end of every round; absent before the first, and in runs from before). */
+  progress?: ProgressNoteRef;
+  /** Tokens the reviewer used (its own budget, review.budget_tokens). */
+  reviewTokens?: TokenUsage;
 }
 
 /** Test and benchmark knobs; production leaves them unset. */
@@ -231,6 +270,8 @@ export interface CarriedState {
   /** Why the previous round did not land (for the agent.max_rounds error). */
   lastRoundEnded?: string;
   undelivered: IssueStatus['comments'];
+  /** The reviewer's conversation so far (the next review continues it). */
+  reviewTranscript?: string | null;
 }
 
 export interface IssueWorkflowInput {

@@ -7,7 +7,7 @@ import { ECOSYSTEMS, EGRESS_PHASES, HOST_PATTERN, isEcosystem, type EgressConfig
 import { envRefName } from './secrets.ts';
 import { codexCommandModel, symphonyNotes } from './symphony.ts';
 import type {
-  AgentConfig, CadenzaConfig, HooksConfig, LandingConfig, ModelConfig, ProofCommand, PullRequestHostConfig, SandboxConfig, SecretRef,
+  AgentConfig, CadenzaConfig, HooksConfig, LandingConfig, ModelConfig, ProofCommand, PullRequestHostConfig, ReviewConfig, SandboxConfig, SecretRef,
   TrackerConfig, TrackerKind,
 } from './types.ts';
 
@@ -379,6 +379,21 @@ function model(s: Section, defaultName: string): ModelConfig {
   };
 }
 
+/**
+ * `review:` (optional): a read-only reviewer after the required checks pass. Its bounds are its own:
+ * model requests per review and a token budget apart from model.budget_tokens.
+ */
+function review(s: Section, modelConfig: ModelConfig): ReviewConfig {
+  return {
+    model: s.nonEmpty('model', modelConfig.name),
+    prompt: s.optional('prompt'),
+    required: s.bool('required', false),
+    maxTurns: s.int('max_turns', 10, 1),
+    budgetTokens: s.int('budget_tokens', 200_000, 1),
+    maxOutputTokens: s.int('max_output_tokens', modelConfig.maxOutputTokens, 1),
+  };
+}
+
 function proof(s: Section): CadenzaConfig['proof'] {
   const raw = s.get('commands') ?? [];
   if (!Array.isArray(raw)) invalid(s.key('commands'), raw, 'a list of { name, run, timeout_ms, required }');
@@ -541,6 +556,8 @@ function buildSections(root: Section, dir: string): CadenzaConfig {
     proof: proof(root.section('proof')),
     landing: landing(root.section('landing'), repoConfig.baseBranch, trackerConfig, repoConfig.url),
   };
+  // `review: {}` asks for a reviewer with the defaults; no `review:` section (or `review:` with nothing, YAML's null) for none.
+  if (root.get('review') !== undefined) config.review = review(root.section('review'), config.model);
   requireProof(config.proof);
   return config;
 }

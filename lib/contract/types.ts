@@ -115,6 +115,24 @@ export interface LandingConfig {
   approvalTimeoutMs: number;
 }
 
+/**
+ * `review:`: a separate, read-only reviewer session after the required checks pass. Absent when the
+ * contract has no `review:` section (and in contracts from before it existed): no reviewer.
+ */
+export interface ReviewConfig {
+  /** The reviewer's model (default: model.name), through the worker's model client. */
+  model: string;
+  /** Extra instructions for the reviewer (plain text), after Cadenza's own. */
+  prompt: string | null;
+  /** true: "request_changes" sends the round back to the coding agent with the comments; false: the verdict is shown only. */
+  required: boolean;
+  /** Model requests per review session. */
+  maxTurns: number;
+  /** Tokens all of a run's review sessions may use together (apart from model.budget_tokens). */
+  budgetTokens: number;
+  maxOutputTokens: number;
+}
+
 export interface CadenzaConfig {
   tracker: TrackerConfig;
   polling: { intervalMs: number };
@@ -129,6 +147,8 @@ export interface CadenzaConfig {
   model: ModelConfig;
   proof: ProofConfig;
   landing: LandingConfig;
+  /** The reviewer (WORKFLOW.md's `review:`); absent: none. */
+  review?: ReviewConfig;
 }
 
 export interface Contract {
