@@ -18,6 +18,7 @@ import { runEgress, withEgress } from './egress.ts';
 import { runClaudeCodeSession } from './runtimes/claude-code.ts';
 import { runCodexSession } from './runtimes/codex.ts';
 import { reattach, sandboxFor } from './sandbox.ts';
+import { primedFeedback } from './progress.ts';
 
 type Message = OpenAI.Chat.Completions.ChatCompletionMessageParam;
 
@@ -32,6 +33,8 @@ export interface AgentSessionInput {
   feedback: string | null;
   /** Tokens the issue used before this session, for the per-issue budget. */
   tokensBefore: number;
+  /** The run's progress note (an artifact reference): the session starts with it, before the feedback. */
+  progressNote?: string | null;
 }
 
 export interface AgentSessionResult {
@@ -69,7 +72,7 @@ function systemMessage(issue: Issue, kind: 'scripted' | 'openai'): string {
 }
 
 /** Errors a retry cannot fix: wrong key, unknown model, a request the model will never accept. */
-function classifyModelError(error: unknown): never {
+export function classifyModelError(error: unknown): never {
   if (error instanceof OpenAI.AuthenticationError || error instanceof OpenAI.PermissionDeniedError) {
     throw ApplicationFailure.nonRetryable(`the model refused the credentials (${error.status}): check OPENAI_API_KEY`, 'ModelAuthError');
   }
@@ -102,6 +105,8 @@ function retryAfterMs(headers: Headers | undefined): number | undefined {
 
 export function createAgentActivities(deps: ActivityDeps) {
   async function runAgentSession(input: AgentSessionInput): Promise<AgentSessionResult> {
+    // The run's progress note goes first into whatever the round starts with, for every runtime.
+    if (input.progressNote) input = { ...input, feedback: await primedFeedback(deps, input.progressNote, input.feedback) };
     // An agent CLI inside the sandbox instead of Cadenza's own loop (agent.runtime, or Symphony's codex.command).
     if (input.contract.config.agent.runtime === 'codex') return runCodexSession(deps, input);
     if (input.contract.config.agent.runtime === 'claude-code') return runClaudeCodeSession(deps, input);

@@ -4,7 +4,9 @@ import { createAgentActivities } from './agent.ts';
 import type { ActivityDeps } from './deps.ts';
 import { createLandingActivities } from './landing.ts';
 import { createPollerActivities } from './poller.ts';
+import { createProgressActivities } from './progress.ts';
 import { createProofActivities } from './proof.ts';
+import { createReviewActivities } from './review.ts';
 import { createSandboxActivities } from './sandbox.ts';
 import { createTrackerActivities } from './tracker.ts';
 
@@ -37,6 +39,9 @@ export function createActivities(deps: ActivityDeps) {
       ...proof,
       ...createLandingActivities(deps, proof),
       ...createTrackerActivities(deps),
+      ...createProgressActivities(deps),
+      // The reviewer's session heartbeats with its turns too; a model request that hangs times out on its own.
+      ...createReviewActivities(deps),
       ...createPollerActivities(deps),
     }),
     // The agent session heartbeats per turn itself (with its progress as details).

@@ -2,6 +2,7 @@
 import { WorkflowNotFoundError, type Client, type Connection } from '@temporalio/client';
 import { issueHandle, issueStatus } from '../../client/issues.ts';
 import { issueKey, phaseKey, type IssueWorkflowResult } from '../../workflows/definitions.ts';
+import { progressNoteLines, reviewLines } from './progress.ts';
 import { addressOf, cadenzaCommand, connect, errorText, notFound, oneLine, out, table, trackerKind, when, withWorker, type Flags } from './common.ts';
 
 export async function status(flags: Flags, identifier: string | undefined): Promise<void> {
@@ -87,7 +88,10 @@ async function statusOf(client: Client, connection: Connection, kind: string, id
     const changes = proof.changes?.map((change) => `${change.status} ${change.from ? `${change.from} -> ` : ''}${change.path}${change.note ? ` (${change.note})` : ''}`) ?? proof.changedFiles;
     out(`    changed files: ${changes.join(', ') || 'none'}`);
     out(`    diff ${proof.diff.ref}, walkthrough ${proof.walkthrough.ref}`);
+    for (const line of reviewLines(proof)) out(line);
   }
+  if (status.reviewTokens) out(`  reviewer    ${status.reviewTokens.total} tokens in all (review.budget_tokens is its own)`);
+  for (const line of await progressNoteLines(status)) out(line);
   if (status.phase === 'AwaitingApproval') {
     const cadenza = cadenzaCommand(address);
     out(`  waiting for a decision on ${status.headCommit ?? 'the head above'}:`);
