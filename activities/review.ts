@@ -106,13 +106,29 @@ export function createReviewActivities(deps: ActivityDeps) {
     if ((await mirror.resolve(input.headCommit)) !== input.headCommit) {
       throw ApplicationFailure.nonRetryable(`runReview: commit ${input.headCommit} is not in this host's mirror of ${config.repo.url}`, 'WorkLost');
     }
-    const [diff, walkthrough, summaryText] = await Promise.all([input.diff, input.walkthrough, input.summary].map((ref) => deps.artifacts.getText(ref)));
+    // The round's evidence from the artifact store; a run moved off a lost host with a local store has the
+    // diff computed again from the mirror, and says the rest is gone.
+    const stored = (ref: string, instead: () => Promise<string> | string) => deps.artifacts.getText(ref).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT' && !/is not in /.test(error.message)) throw error;
+      return instead();
+    });
+    const gone = (what: string, ref: string) => `(The round's ${what} ${ref} is not in this worker's artifact store: it was kept on a host that is gone.)`;
+    const [diff, walkthrough, summaryText] = await Promise.all([
+      stored(input.diff, async () => (await mirror.evidence(input.baseCommit, input.headCommit)).diff),
+      stored(input.walkthrough, () => gone('walkthrough', input.walkthrough)),
+      stored(input.summary, () => gone('proof summary', input.summary)),
+    ]);
     const model = deps.model.kind === 'scripted' ? `scripted (${review.model})` : review.model;
 
-    const transcript: Message[] = input.previousTranscript
-      ? await deps.artifacts.getJson<Message[]>(input.previousTranscript)
-      : [{ role: 'system', content: systemMessage(input.issue, review.required, review.prompt, deps.model.kind === 'scripted') }];
-    transcript.push({ role: 'user', content: roundMessage(input, diff!, walkthrough!, Boolean(input.previousTranscript)) });
+    // The previous review's conversation, unless it stayed on a lost host (then the review starts afresh).
+    const previous = input.previousTranscript
+      ? await deps.artifacts.getJson<Message[]>(input.previousTranscript).catch((error: NodeJS.ErrnoException) => {
+        if (error.code !== 'ENOENT' && !/is not in /.test(error.message)) throw error;
+        return null;
+      })
+      : null;
+    const transcript: Message[] = previous ?? [{ role: 'system', content: systemMessage(input.issue, review.required, review.prompt, deps.model.kind === 'scripted') }];
+    transcript.push({ role: 'user', content: roundMessage(input, diff, walkthrough, previous !== null) });
 
     let turns = 0;
     let tokens = zero();
@@ -160,10 +176,10 @@ export function createReviewActivities(deps: ActivityDeps) {
       }
       context.heartbeat({ turns });
     }
-    const stored = await deps.artifacts.putJson(transcript, 'review-transcript');
+    const kept = await deps.artifacts.putJson(transcript, 'review-transcript');
     if (!submitted && review.required) {
       throw ApplicationFailure.nonRetryable(
-        `the required reviewer (review.required) stopped before a verdict: ${stopped}. Nothing lands without it; its conversation is ${stored.ref}`,
+        `the required reviewer (review.required) stopped before a verdict: ${stopped}. Nothing lands without it; its conversation is ${kept.ref}`,
         'ReviewIncomplete',
       );
     }
@@ -175,12 +191,12 @@ export function createReviewActivities(deps: ActivityDeps) {
       model,
       turns,
       tokens,
-      transcript: { ref: stored.ref, kind: stored.kind, bytes: stored.bytes },
+      transcript: { ref: kept.ref, kind: kept.kind, bytes: kept.bytes },
     };
-    const newWalkthrough = await deps.artifacts.put(withReview(walkthrough!, walkthroughSection(result, answer.comments, input.headCommit)), 'walkthrough');
+    const newWalkthrough = await deps.artifacts.put(withReview(walkthrough, walkthroughSection(result, answer.comments, input.headCommit)), 'walkthrough');
     // The summary names the walkthrough by where it is: now the reviewed one.
     const oldPath = deps.artifacts.pathOf(input.walkthrough);
-    const lines = summaryText!.replaceAll(oldPath, deps.artifacts.pathOf(newWalkthrough.ref)).split('\n');
+    const lines = summaryText.replaceAll(oldPath, deps.artifacts.pathOf(newWalkthrough.ref)).split('\n');
     // After the verdict line and any test-integrity warnings, before the head commit and the checks.
     const at = lines.findIndex((line) => line.startsWith('Head commit: '));
     lines.splice(at < 0 ? lines.length : at, 0, summarySection(result, answer.comments), '');
