@@ -15,7 +15,7 @@ import type { ActivityDeps } from './deps.ts';
 /** Where connections go when a phase may reach nothing: a closed loopback port, so clients fail at once instead of waiting on DNS. */
 const CLOSED_PROXY = 'http://127.0.0.1:9';
 
-const egressPointer = (workflowId: string) => `egress-${sandboxKey(workflowId)}`;
+const egressPointer = (runKey: string) => `egress-${sandboxKey(runKey)}`;
 
 /** The run's egress policy on this worker: ecosystems detected in the base branch, registries as this worker's package managers have them. */
 export async function runEgress(deps: ActivityDeps, contract: ContractSettings): Promise<ResolvedEgress> {
@@ -43,7 +43,7 @@ export async function runEgress(deps: ActivityDeps, contract: ContractSettings):
  * The relay starts while `body` begins (its port is known up front) and its records join the run's log.
  */
 export async function withEgress<T>(
-  deps: ActivityDeps, docker: Docker, container: string, workflowId: string, phase: EgressPhase, policy: ResolvedEgress, body: (egress: PhaseEgress) => Promise<T>,
+  deps: ActivityDeps, docker: Docker, container: string, runKey: string, phase: EgressPhase, policy: ResolvedEgress, body: (egress: PhaseEgress) => Promise<T>,
   { relay: always = false, model }: { relay?: boolean; model?: ModelGateway } = {},
 ): Promise<T> {
   if (policy.phases[phase].hosts === 'none' && !always && !model) {
@@ -72,21 +72,21 @@ export async function withEgress<T>(
     });
   } finally {
     const started = await starting.catch(() => undefined);
-    if (started) await recordEgress(deps, workflowId, await started.stop());
+    if (started) await recordEgress(deps, runKey, await started.stop());
   }
 }
 
-async function recordEgress(deps: ActivityDeps, workflowId: string, records: EgressRecord[]): Promise<void> {
+async function recordEgress(deps: ActivityDeps, runKey: string, records: EgressRecord[]): Promise<void> {
   if (!records.length) return;
-  const known = (await deps.artifacts.getPointer<EgressRecord[]>(egressPointer(workflowId))) ?? [];
-  await deps.artifacts.setPointer(egressPointer(workflowId), [...known, ...records]);
+  const known = (await deps.artifacts.getPointer<EgressRecord[]>(egressPointer(runKey))) ?? [];
+  await deps.artifacts.setPointer(egressPointer(runKey), [...known, ...records]);
 }
 
-export async function clearEgressLog(deps: ActivityDeps, workflowId: string): Promise<void> {
-  if (await deps.artifacts.getPointer(egressPointer(workflowId))) await deps.artifacts.setPointer(egressPointer(workflowId), []);
+export async function clearEgressLog(deps: ActivityDeps, runKey: string): Promise<void> {
+  if (await deps.artifacts.getPointer(egressPointer(runKey))) await deps.artifacts.setPointer(egressPointer(runKey), []);
 }
 
 /** Every connection of the run so far, oldest first. */
-export async function egressLog(deps: ActivityDeps, workflowId: string): Promise<EgressRecord[]> {
-  return (await deps.artifacts.getPointer<EgressRecord[]>(egressPointer(workflowId))) ?? [];
+export async function egressLog(deps: ActivityDeps, runKey: string): Promise<EgressRecord[]> {
+  return (await deps.artifacts.getPointer<EgressRecord[]>(egressPointer(runKey))) ?? [];
 }

@@ -4,12 +4,12 @@
  */
 import { createHash } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/activity';
-import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
 import { ContractError, loadContract, type Contract } from '../lib/contract/index.ts';
 import { ineligibility, planDispatch, type RunningIssue } from '../lib/dispatch.ts';
-import { startIssue } from '../client/issues.ts';
+import { findIssueRun, startIssue, statusOf } from '../client/issues.ts';
 import { TrackerError, type Issue } from '../lib/tracker/types.ts';
-import { HISTORY_CAPS, issueWorkflowId, statusQuery, trackerUpdateSignal, WORKPAD_MARKER, type Timing } from '../workflows/definitions.ts';
+import { HISTORY_CAPS, issueWorkflowId, legacyIssueWorkflowId, statusQuery, trackerUpdateSignal, WORKPAD_MARKER, type Timing } from '../workflows/definitions.ts';
 import type { ActivityDeps } from './deps.ts';
 
 export interface LoadedContract {
@@ -59,13 +59,15 @@ export function createPollerActivities(deps: ActivityDeps) {
     const client: Client = await deps.temporal();
     const tracker = deps.tracker(trackerConfig);
     const summary: PollSummary = { started: [], waiting: [], cancelled: [], updated: [], errors: [] };
-    const prefix = issueWorkflowId(trackerConfig.kind, '');
+    // This project's runs, and runs started before projects had ids (they keep the old id till they end).
+    const prefixes = [...new Set([issueWorkflowId(contract.config, ''), legacyIssueWorkflowId(trackerConfig.kind, '')])];
     const terminal = new Set(trackerConfig.terminalStates.map((state) => state.toLowerCase()));
 
     // Open runs of this repository, keyed by identifier, with their tracker issue ids from the memo.
     const open = new Map<string, { workflowId: string; issueId: string }>();
     for await (const run of client.workflow.list({ query: `WorkflowType = 'issueWorkflow' AND ExecutionStatus = 'Running' AND CadenzaRepo = '${repo.url.replace(/'/g, "\\'")}'` })) {
-      if (!run.workflowId.startsWith(prefix)) continue;
+      const prefix = prefixes.find((candidate) => run.workflowId.startsWith(candidate));
+      if (prefix === undefined) continue;
       const memo = (run.memo ?? {}) as { issueId?: string };
       open.set(run.workflowId.slice(prefix.length), { workflowId: run.workflowId, issueId: memo.issueId ?? run.workflowId.slice(prefix.length) });
     }
@@ -133,7 +135,7 @@ export function createPollerActivities(deps: ActivityDeps) {
         excluded.set(issue.identifier, 'running');
         continue;
       }
-      const closed = await lastRunStatus(client, issueWorkflowId(trackerConfig.kind, issue.identifier));
+      const closed = await statusOf(await findIssueRun(client, contract.config, issue.identifier));
       if (closed === 'RUNNING') {
         // Started so recently that visibility does not list it yet: it holds a slot all the same.
         excluded.set(issue.identifier, 'running');
@@ -170,14 +172,4 @@ export function createPollerActivities(deps: ActivityDeps) {
   }
 
   return { loadWorkflowContract, pollOnce };
-}
-
-/** The status of the issue's latest run (describe is strongly consistent, unlike list), or null. */
-async function lastRunStatus(client: Client, workflowId: string): Promise<string | null> {
-  try {
-    return (await client.workflow.getHandle(workflowId).describe()).status.name;
-  } catch (error) {
-    if (error instanceof WorkflowNotFoundError) return null;
-    throw error;
-  }
 }

@@ -49,7 +49,7 @@ export async function egress(ctx: BenchContext): Promise<BenchOutcome> {
     for (const folder of ['repo', 'repo/src', 'repo/test']) archive.entry({ name: folder, type: 'directory', mode: 0o755, uid: 1000, gid: 1000 });
     for (const file of ['package.json', 'src/index.js', 'test/index.js']) archive.entry({ name: `repo/${file}`, uid: 1000, gid: 1000 }, readFileSync(path.join(PROJECT, file)));
     archive.finalize();
-    return withFreshContainer(docker, { workflowId: `${ctx.prefix}-egress`, role: 'checker', limits, user: 'agent' }, async (box) => {
+    return withFreshContainer(docker, { runKey: `${ctx.prefix}-egress`, role: 'checker', limits, user: 'agent' }, async (box) => {
       await docker.getContainer(box.container).putArchive(archive as unknown as NodeJS.ReadableStream, { path: '/workspace' });
       const relayStarted = performance.now();
       const relay = await startRelay(docker, box.container, 'setup', policy);

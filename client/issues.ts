@@ -1,12 +1,13 @@
 /** Client-side operations on issue workflows, shared by the CLI, the poller and tests. */
-import { WorkflowIdReusePolicy, type Client, type WorkflowHandle } from '@temporalio/client';
-import type { Contract } from '../lib/contract/index.ts';
+import { WorkflowIdReusePolicy, WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
+import type { CadenzaConfig, Contract } from '../lib/contract/index.ts';
 import type { Issue } from '../lib/tracker/types.ts';
 import {
   TASK_QUEUE,
   approveLandingUpdate,
   issueKey,
   issueWorkflowId,
+  legacyIssueWorkflowId,
   phaseKey,
   rejectLandingUpdate,
   repoKey,
@@ -31,7 +32,10 @@ export interface StartIssueOptions {
  */
 export async function startIssue(client: Client, options: StartIssueOptions): Promise<WorkflowHandle<typeof issueWorkflow>> {
   const { issue, contract } = options;
-  const workflowId = issueWorkflowId(contract.config.tracker.kind, issue.identifier);
+  const workflowId = issueWorkflowId(contract.config, issue.identifier);
+  // A run started before projects had ids keeps its old id until it ends: never a second run beside it.
+  const legacy = client.workflow.getHandle<typeof issueWorkflow>(legacyIssueWorkflowId(contract.config.tracker.kind, issue.identifier));
+  if (legacy.workflowId !== workflowId && (await statusOf(legacy)) === 'RUNNING') return legacy;
   return client.workflow.start<typeof issueWorkflow>('issueWorkflow', {
     workflowId,
     taskQueue: options.taskQueue ?? TASK_QUEUE,
@@ -50,8 +54,26 @@ export async function startIssue(client: Client, options: StartIssueOptions): Pr
   });
 }
 
-export function issueHandle(client: Client, trackerKind: string, identifier: string): WorkflowHandle<typeof issueWorkflow> {
-  return client.workflow.getHandle(issueWorkflowId(trackerKind, identifier));
+/**
+ * The issue's run: under its project's id, or else under the id runs had before projects had ids.
+ * When neither exists, the handle names the project's id (what a new run would get).
+ */
+export async function findIssueRun(client: Client, config: Pick<CadenzaConfig, 'project' | 'tracker'>, identifier: string): Promise<WorkflowHandle<typeof issueWorkflow>> {
+  const current = client.workflow.getHandle<typeof issueWorkflow>(issueWorkflowId(config, identifier));
+  if ((await statusOf(current)) !== null) return current;
+  const legacy = client.workflow.getHandle<typeof issueWorkflow>(legacyIssueWorkflowId(config.tracker.kind, identifier));
+  if (legacy.workflowId !== current.workflowId && (await statusOf(legacy)) !== null) return legacy;
+  return current;
+}
+
+/** The latest run's status (describe is strongly consistent, unlike list), or null when there is none. */
+export async function statusOf(handle: WorkflowHandle): Promise<string | null> {
+  try {
+    return (await handle.describe()).status.name;
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) return null;
+    throw error;
+  }
 }
 
 export function issueStatus(handle: WorkflowHandle): Promise<IssueStatus> {

@@ -17,7 +17,7 @@ const CHECKOUT_FAILED = 'cadenza-checkout-failed';
 const CHECKOUT_FAILED_EXIT = 97;
 
 export interface CheckerInput {
-  workflowId: string;
+  runKey: string;
   limits: SandboxLimits;
   /** A bundle holding the commit under `bundleRef`. */
   bundle: Buffer;
@@ -55,15 +55,15 @@ const FIND_REPORTS = [
   `| head -${REPORTS_KEPT} > ${REPORT_LIST}`,
 ].join(' ');
 
-const checkerOptions = (workflowId: string, limits: SandboxLimits): FreshOptions => ({ workflowId, role: 'checker', limits, user: limits.user });
+const checkerOptions = (runKey: string, limits: SandboxLimits): FreshOptions => ({ runKey, role: 'checker', limits, user: limits.user });
 
 /** Starts `count` checker containers ahead of the checks that will use them (they start nothing else). */
-export function prepareCheckers(docker: Docker, workflowId: string, limits: SandboxLimits, count: number): void {
-  for (let i = 0; i < count; i++) prepareFreshContainer(docker, checkerOptions(workflowId, limits));
+export function prepareCheckers(docker: Docker, runKey: string, limits: SandboxLimits, count: number): void {
+  for (let i = 0; i < count; i++) prepareFreshContainer(docker, checkerOptions(runKey, limits));
 }
 
 export async function runInChecker(docker: Docker, input: CheckerInput): Promise<CheckerResult> {
-  return withFreshContainer(docker, { ...checkerOptions(input.workflowId, input.limits), files: { 'check.bundle': input.bundle } }, async (box) => {
+  return withFreshContainer(docker, { ...checkerOptions(input.runKey, input.limits), files: { 'check.bundle': input.bundle } }, async (box) => {
     const mark = `/tmp/cadenza-check-started`;
     const env = { CADENZA_CHECK_BRANCH: input.branch, CADENZA_CHECK_COMMIT: input.commit, CADENZA_CHECK_REF: input.bundleRef, CADENZA_CHECK_MARK: mark };
     const checkout = [

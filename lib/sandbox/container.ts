@@ -34,22 +34,22 @@ function isConflict(error: unknown): boolean {
   return (error as { statusCode?: number }).statusCode === 409;
 }
 
-async function ensureVolume(docker: Docker, name: string, workflowId: string): Promise<boolean> {
+async function ensureVolume(docker: Docker, name: string, runKey: string, labels: Record<string, string>): Promise<boolean> {
   try {
     await docker.getVolume(name).inspect();
     return false;
   } catch (error) {
     if (!isNotFound(error)) throw error;
   }
-  await docker.createVolume({ Name: name, Labels: { [MANAGED_LABEL]: 'true', [WORKFLOW_LABEL]: workflowId } });
+  await docker.createVolume({ Name: name, Labels: { ...labels, [MANAGED_LABEL]: 'true', [WORKFLOW_LABEL]: runKey } });
   return true;
 }
 
-/** Creates the issue's container, or re-attaches to it (starting it if it stopped). */
-export async function ensureSandbox(docker: Docker, workflowId: string, limits: SandboxLimits): Promise<SandboxHandle> {
-  const name = containerName(workflowId);
-  const volume = volumeName(workflowId);
-  const freshVolume = await ensureVolume(docker, volume, workflowId);
+/** Creates the issue's container, or re-attaches to it (starting it if it stopped). `labels` go on a new workspace volume. */
+export async function ensureSandbox(docker: Docker, runKey: string, limits: SandboxLimits, labels: Record<string, string> = {}): Promise<SandboxHandle> {
+  const name = containerName(runKey);
+  const volume = volumeName(runKey);
+  const freshVolume = await ensureVolume(docker, volume, runKey, labels);
 
   const existing = docker.getContainer(name);
   try {
@@ -61,11 +61,11 @@ export async function ensureSandbox(docker: Docker, workflowId: string, limits: 
   }
 
   try {
-    const id = await createContainer(docker, workflowId, limits);
+    const id = await createContainer(docker, runKey, limits);
     return { name, volume, id, reattached: false, freshVolume };
   } catch (error) {
     // Two attempts racing to create the same sandbox: the loser re-attaches to the winner's.
-    if (isConflict(error)) return ensureSandbox(docker, workflowId, limits);
+    if (isConflict(error)) return ensureSandbox(docker, runKey, limits, labels);
     throw error;
   }
 }
@@ -98,16 +98,16 @@ export function isolatedHostConfig(limits: SandboxLimits, mounts: Docker.MountCo
 }
 
 /** Creates and starts the issue's container on its workspace volume; returns the container id. */
-async function createContainer(docker: Docker, workflowId: string, limits: SandboxLimits): Promise<string> {
+async function createContainer(docker: Docker, runKey: string, limits: SandboxLimits): Promise<string> {
   const container = await docker.createContainer({
-    name: containerName(workflowId),
+    name: containerName(runKey),
     Image: limits.image,
     Cmd: ['sleep', 'infinity'],
     User: limits.user,
     WorkingDir: WORKSPACE,
-    Labels: { [MANAGED_LABEL]: 'true', [WORKFLOW_LABEL]: workflowId, [ROLE_LABEL]: 'sandbox' },
+    Labels: { [MANAGED_LABEL]: 'true', [WORKFLOW_LABEL]: runKey, [ROLE_LABEL]: 'sandbox' },
     NetworkDisabled: true,
-    HostConfig: isolatedHostConfig(limits, [{ Type: 'volume', Source: volumeName(workflowId), Target: WORKSPACE }]),
+    HostConfig: isolatedHostConfig(limits, [{ Type: 'volume', Source: volumeName(runKey), Target: WORKSPACE }]),
   });
   await container.start();
   return (await container.inspect()).Id;
@@ -141,9 +141,9 @@ export type ReattachOutcome = 'running' | 'started' | 'recreated';
  * again on the surviving workspace volume. Nothing is rebuilt: without the volume the work since
  * the last snapshot is gone, and that is reported (SandboxLostError) instead of hidden.
  */
-export async function reattachSandbox(docker: Docker, workflowId: string, limits: SandboxLimits): Promise<ReattachOutcome> {
-  const name = containerName(workflowId);
-  const volume = volumeName(workflowId);
+export async function reattachSandbox(docker: Docker, runKey: string, limits: SandboxLimits): Promise<ReattachOutcome> {
+  const name = containerName(runKey);
+  const volume = volumeName(runKey);
   try {
     try {
       await docker.getVolume(volume).inspect();
@@ -161,7 +161,7 @@ export async function reattachSandbox(docker: Docker, workflowId: string, limits
       if (!isNotFound(error)) throw error;
     }
     try {
-      await createContainer(docker, workflowId, limits);
+      await createContainer(docker, runKey, limits);
     } catch (error) {
       // Another attempt re-created it first: make sure it runs.
       if (!isConflict(error)) throw error;
@@ -200,8 +200,8 @@ export async function runningProcesses(container: Docker.Container, startedBy: S
  * processes that changed their environment or name alike), and says what was running. The volume and
  * the container stay; the next round starts it again.
  */
-export async function stopSandboxProcesses(docker: Docker, workflowId: string): Promise<StoppedProcess[]> {
-  const container = docker.getContainer(containerName(workflowId));
+export async function stopSandboxProcesses(docker: Docker, runKey: string): Promise<StoppedProcess[]> {
+  const container = docker.getContainer(containerName(runKey));
   const running = await runningProcesses(container, 'agent');
   await container.kill().catch((error: { statusCode?: number }) => {
     // Not running (a retried step already stopped it) or gone (the engine lost it): nothing runs in it.
@@ -212,24 +212,24 @@ export async function stopSandboxProcesses(docker: Docker, workflowId: string): 
 }
 
 /** Removes the container, Cadenza's fresh containers of the run, and (unless kept) its workspace volume. Missing ones are fine. */
-export async function removeSandbox(docker: Docker, workflowId: string, options: { keepVolume?: boolean } = {}): Promise<{ container: boolean; volume: boolean }> {
+export async function removeSandbox(docker: Docker, runKey: string, options: { keepVolume?: boolean } = {}): Promise<{ container: boolean; volume: boolean }> {
   let container = false;
   let volume = false;
   // Exporters and checkers a lost worker left behind.
-  const fresh = await docker.listContainers({ all: true, filters: { label: [`${WORKFLOW_LABEL}=${workflowId}`, `${ROLE_LABEL}`] } });
+  const fresh = await docker.listContainers({ all: true, filters: { label: [`${WORKFLOW_LABEL}=${runKey}`, `${ROLE_LABEL}`] } });
   for (const other of fresh) {
     if (other.Labels?.[ROLE_LABEL] === 'sandbox') continue;
     await docker.getContainer(other.Id).remove({ force: true, v: true }).catch(() => undefined);
   }
   try {
-    await docker.getContainer(containerName(workflowId)).remove({ force: true, v: false });
+    await docker.getContainer(containerName(runKey)).remove({ force: true, v: false });
     container = true;
   } catch (error) {
     if (!isNotFound(error)) throw error;
   }
   if (!options.keepVolume) {
     try {
-      await docker.getVolume(volumeName(workflowId)).remove();
+      await docker.getVolume(volumeName(runKey)).remove();
       volume = true;
     } catch (error) {
       if (!isNotFound(error)) throw error;
@@ -238,9 +238,9 @@ export async function removeSandbox(docker: Docker, workflowId: string, options:
   return { container, volume };
 }
 
-export async function sandboxExists(docker: Docker, workflowId: string): Promise<boolean> {
+export async function sandboxExists(docker: Docker, runKey: string): Promise<boolean> {
   try {
-    await docker.getContainer(containerName(workflowId)).inspect();
+    await docker.getContainer(containerName(runKey)).inspect();
     return true;
   } catch (error) {
     if (isNotFound(error)) return false;

@@ -91,7 +91,7 @@ echo "$FROM $C $N $S"
 `;
 
 export interface ExportInput {
-  workflowId: string;
+  runKey: string;
   limits: SandboxLimits;
   /** Where the round started (a commit the host mirror has), and a bundle of it for when the agent's repository lacks it. */
   roundStart: string;
@@ -111,7 +111,7 @@ export async function exportWork(docker: Docker, input: ExportInput): Promise<Ex
 /** One export; null when the agent's repository lacks the round start and no bundle of it was given. */
 async function exportOnce(docker: Docker, input: ExportInput, startBundle: Buffer | null): Promise<ExportedWork | null> {
   return withFreshContainer(docker, {
-    workflowId: input.workflowId,
+    runKey: input.runKey,
     role: 'exporter',
     limits: input.limits,
     // A user the agent is not; it reads the agent's files whatever their mode, and writes only its own folder.

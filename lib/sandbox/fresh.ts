@@ -17,7 +17,7 @@ export type FreshRole = 'exporter' | 'checker';
 export const CADENZA_DIR = '/cadenza';
 
 export interface FreshOptions {
-  workflowId: string;
+  runKey: string;
   role: FreshRole;
   limits: SandboxLimits;
   /** The user commands run as: the contract's sandbox user for checks, root for Cadenza's own steps. */
@@ -51,7 +51,7 @@ interface Created {
 
 async function createFresh(docker: Docker, options: FreshOptions): Promise<Created> {
   const { limits } = options;
-  const name = `cadenza-${options.role}-${sandboxKey(options.workflowId)}-${randomBytes(3).toString('hex')}`;
+  const name = `cadenza-${options.role}-${sandboxKey(options.runKey)}-${randomBytes(3).toString('hex')}`;
   const container = await docker.createContainer({
     name,
     Image: limits.image,
@@ -60,11 +60,11 @@ async function createFresh(docker: Docker, options: FreshOptions): Promise<Creat
     // The container's own user: an exec as another user would not get the container's capabilities.
     User: options.user,
     WorkingDir: '/',
-    Labels: { [MANAGED_LABEL]: 'true', [WORKFLOW_LABEL]: options.workflowId, [ROLE_LABEL]: options.role },
+    Labels: { [MANAGED_LABEL]: 'true', [WORKFLOW_LABEL]: options.runKey, [ROLE_LABEL]: options.role },
     NetworkDisabled: true,
     HostConfig: isolatedHostConfig(
       limits,
-      options.workspaceReadOnlyAt ? [{ Type: 'volume', Source: volumeName(options.workflowId), Target: options.workspaceReadOnlyAt, ReadOnly: true }] : [],
+      options.workspaceReadOnlyAt ? [{ Type: 'volume', Source: volumeName(options.runKey), Target: options.workspaceReadOnlyAt, ReadOnly: true }] : [],
       options.capAdd,
     ),
   });
@@ -78,7 +78,7 @@ async function createFresh(docker: Docker, options: FreshOptions): Promise<Creat
  */
 const warm = new Map<string, Array<Promise<Created | null>>>();
 const WARM_FOR_MS = 120_000;
-const warmKey = (options: FreshOptions) => JSON.stringify([options.workflowId, options.role, options.limits, options.user, options.capAdd ?? [], options.workspaceReadOnlyAt ?? null]);
+const warmKey = (options: FreshOptions) => JSON.stringify([options.runKey, options.role, options.limits, options.user, options.capAdd ?? [], options.workspaceReadOnlyAt ?? null]);
 
 /** Starts a container for a later withFreshContainer with the same options (without its own command). */
 export function prepareFreshContainer(docker: Docker, options: FreshOptions): void {

@@ -21,7 +21,7 @@ import type { ScriptTurn } from '../../lib/scripted-model/index.ts';
 import type { Timing } from '../../workflows/definitions.ts';
 import { expectLandedExactlyOnce, loggedRequests, retriedSessionAttempts, waitUntil } from '../helpers/chaos.ts';
 import { PrivateEngine, type EngineStop } from '../helpers/private-engine.ts';
-import { sh, World } from '../helpers/world.ts';
+import { runKeyOf, sh, World } from '../helpers/world.ts';
 import { startWorkerProcess, type WorkerProcess } from '../../workers/spawn.ts';
 
 /** Session attempts retry quickly (300 ms, doubling), so the engine being back is noticed within seconds. */
@@ -79,7 +79,7 @@ afterAll(async () => {
 
 /** The agent's uncommitted files in the sandbox, with their content. */
 async function changedFiles(engine: PrivateEngine, workflowId: string): Promise<Map<string, string>> {
-  const sandbox = { docker: engine.docker, container: containerName(workflowId), user: world!.contract.config.sandbox.user };
+  const sandbox = { docker: engine.docker, container: containerName(runKeyOf(workflowId)), user: world!.contract.config.sandbox.user };
   const status = await sandboxSh(sandbox, 'git status --porcelain --untracked-files=all');
   expect(status.exitCode, status.stderr).toBe(0);
   const files = new Map<string, string>();
@@ -119,7 +119,7 @@ describe('chaos: the Docker engine goes down mid agent session and is started ag
     });
     workers.push(worker);
     const handle = await world!.start(id, TIMING);
-    const sandbox = engine!.docker.getContainer(containerName(handle.workflowId));
+    const sandbox = engine!.docker.getContainer(containerName(runKeyOf(handle.workflowId)));
 
     // Turn 2 was asked, so turn 1's file is written; the model takes 1.5 s to answer turn 2.
     await waitUntil(() => turns().length >= 3, 'the model got three requests', 120_000, 25);
@@ -146,7 +146,7 @@ describe('chaos: the Docker engine goes down mid agent session and is started ag
     });
     const after = await sandbox.inspect();
     expect(after.Id).toBe(before.Id);
-    expect(after.Mounts.map((mount) => mount.Name)).toContain(volumeName(handle.workflowId));
+    expect(after.Mounts.map((mount) => mount.Name)).toContain(volumeName(runKeyOf(handle.workflowId)));
 
     const result = await expectLandedExactlyOnce(world!, handle, id, title);
     expect(worker.exited).toBe(false); // the worker itself lived through the engine going away

@@ -11,7 +11,7 @@ import { removeSandbox, sandboxExists } from '../../lib/sandbox/container.ts';
 import type { ScriptTurn } from '../../lib/scripted-model/index.ts';
 import type { Timing } from '../../workflows/definitions.ts';
 import { expectLandedExactlyOnce, volumeExists } from '../helpers/chaos.ts';
-import { World } from '../helpers/world.ts';
+import { World, runKeyOf } from '../helpers/world.ts';
 
 const docker = dockerClient();
 const TIMING: Timing = { retryInitialIntervalMs: 300, heartbeatTimeoutMs: 10_000, activityStartToCloseMs: 120_000 };
@@ -126,8 +126,8 @@ describe('chaos: temporal workflow reset', () => {
     worlds.push(world);
     await world.run(async () => {
       const { id, title, handle, waiting } = await twoRounds(world, 'gone');
-      await removeSandbox(docker, handle.workflowId);
-      expect(await sandboxExists(docker, handle.workflowId)).toBe(false);
+      await removeSandbox(docker, runKeyOf(handle.workflowId));
+      expect(await sandboxExists(docker, runKeyOf(handle.workflowId))).toBe(false);
       const latest = await resetRun(world, handle, ['--event-id', String(await startOfRound2(handle))]);
       const again = await world.waitForPhase(latest, 'AwaitingApproval', 180_000);
       expect(again.round).toBe(2);
@@ -144,12 +144,12 @@ describe('chaos: temporal workflow reset', () => {
     worlds.push(world);
     await world.run(async () => {
       const { id, title, handle } = await twoRounds(world, 'first');
-      await removeSandbox(docker, handle.workflowId);
-      expect(await sandboxExists(docker, handle.workflowId)).toBe(false);
+      await removeSandbox(docker, runKeyOf(handle.workflowId));
+      expect(await sandboxExists(docker, runKeyOf(handle.workflowId))).toBe(false);
       expect(await volumeExists(handle.workflowId)).toBe(false);
 
       const latest = await resetRun(world, handle, ['--type', 'FirstWorkflowTask']);
-      await world.waitUntil(() => sandboxExists(docker, handle.workflowId), 'the sandbox is created again', 60_000);
+      await world.waitUntil(() => sandboxExists(docker, runKeyOf(handle.workflowId)), 'the sandbox is created again', 60_000);
       const again = await world.waitForPhase(latest, 'AwaitingApproval', 180_000);
       // A new container and volume; round 1 starts from the base, not from the earlier work's snapshot.
       expect(await provisioned(latest)).toMatchObject({ reattached: false, restored: false });

@@ -14,7 +14,7 @@ import { sandboxExists } from '../../lib/sandbox/container.ts';
 import type { ScriptTurn } from '../../lib/scripted-model/index.ts';
 import { approveLandingSignal, type IssueWorkflowResult, type Timing } from '../../workflows/definitions.ts';
 import { expectLandedExactlyOnce as landedExactlyOnce } from '../helpers/chaos.ts';
-import { sh, World } from '../helpers/world.ts';
+import { runKeyOf, sh, World } from '../helpers/world.ts';
 import { startWorkerProcess, type WorkerProcess } from '../../workers/spawn.ts';
 
 const docker = dockerClient();
@@ -147,7 +147,7 @@ const ONCE_EACH = [0, 1, 2, 3, 4, 5];
 describe('chaos: the worker process is SIGKILLed and a new one finishes the run exactly once', () => {
   it('kill during Provisioning (as soon as the container appears)', async () => {
     const { chaos, first } = await setUp('prov');
-    await waitUntil(() => sandboxExists(docker, chaos.handle.workflowId), 'the sandbox container exists', 60_000, 25);
+    await waitUntil(() => sandboxExists(docker, runKeyOf(chaos.handle.workflowId)), 'the sandbox container exists', 60_000, 25);
     await kill(first, chaos, 'in Provisioning');
     expect(chaos.turns()).toEqual([]);
 

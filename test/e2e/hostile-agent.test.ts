@@ -11,7 +11,7 @@ import { containerName } from '../../lib/sandbox/names.ts';
 import { getFile } from '../../lib/sandbox/workspace.ts';
 import { approveLandingSignal, WORKPAD_MARKER, type IssueStatus } from '../../workflows/definitions.ts';
 import { SHOUT, finish, shell, write } from '../fixtures/scripts.ts';
-import { FAST, World, sh } from '../helpers/world.ts';
+import { FAST, World, runKeyOf, sh } from '../helpers/world.ts';
 
 /** SHOUT without its finish: the agent's honest-looking work. */
 const SHOUT_WORK = SHOUT.slice(0, -1);
@@ -20,7 +20,7 @@ const BROKEN_CAPITALIZE = "sed -i 's/toUpperCase()/toLowerCase()/' src/index.js"
 
 /** A file in the (stopped) sandbox's workspace volume, or null when there is none. */
 async function sandboxFile(world: World, workflowId: string, file: string): Promise<string | null> {
-  const box = { docker: world.docker, container: containerName(workflowId), user: 'agent' };
+  const box = { docker: world.docker, container: containerName(runKeyOf(workflowId)), user: 'agent' };
   return getFile(box, file).then((content) => content.toString('utf8'), (error: { statusCode?: number }) => {
     if (error.statusCode === 404) return null;
     throw error;

@@ -15,9 +15,10 @@ import { dockerClient } from '../../infra/docker.ts';
 import { projectRoot } from '../../infra/paths.ts';
 import { run, waitFor } from '../../infra/process.ts';
 import { freePort, stopDevServer } from '../../infra/temporal.ts';
+import { loadContract } from '../../lib/contract/index.ts';
 import { LocalTracker } from '../../lib/tracker/local.ts';
 import { MANAGED_LABEL, WORKFLOW_LABEL } from '../../lib/sandbox/names.ts';
-import { statusQuery, type IssueStatus } from '../../workflows/definitions.ts';
+import { issueWorkflowId, statusQuery, type IssueStatus } from '../../workflows/definitions.ts';
 
 const state = mkdtempSync(path.join(tmpdir(), 'cadenza-npm-start-'));
 const demo = path.join(state, 'demo');
@@ -53,7 +54,7 @@ async function remoteSubjects(): Promise<string[]> {
 /** Sandboxes of this test's demo runs: DEMO workflow ids, created since the test started. */
 async function removeOurSandboxes(): Promise<void> {
   const docker = dockerClient();
-  const ours = (labels: Record<string, string> | null | undefined) => (labels?.[WORKFLOW_LABEL] ?? '').startsWith('cadenza-local-DEMO');
+  const ours = (labels: Record<string, string> | null | undefined) => /(^|:)cadenza-[a-z0-9-]+-DEMO-\d+$/.test(labels?.[WORKFLOW_LABEL] ?? '');
   const containers = await docker.listContainers({ all: true, filters: { label: [`${MANAGED_LABEL}=true`] } });
   for (const container of containers.filter((c) => ours(c.Labels) && c.Created >= testStartedAt)) {
     await docker.getContainer(container.Id).remove({ force: true, v: true }).catch(() => undefined);
@@ -113,20 +114,24 @@ describe('npm start, the main job in README', () => {
 
     // Set-up steps with their durations, then the dispatch decisions and how to approve.
     await waitForOutput(/Phase changes follow/, 180_000);
+    // Workflow ids carry the demo project's id (derived from its tracker folder and repository).
+    const demoConfig = loadContract(path.join(demo, 'WORKFLOW.md'), {}).config;
+    const wf = (id: string) => issueWorkflowId(demoConfig, id);
+    expect(wf('DEMO-1')).toMatch(/^cadenza-remote-[0-9a-f]{8}-DEMO-1$/);
     expect(output).toMatch(/==> Temporal dev server on \d+ \(UI \d+\)\n\s+started at 127\.0\.0\.1:\d+.*\(\d+\.\ds\)/);
     expect(output).toMatch(/==> Docker engine\n/);
     expect(output).toMatch(/==> Sandbox image\n/);
     expect(output).toContain(`==> Demo project in ${demo}`);
     expect(output).toContain('model: the scripted model (no OPENAI_API_KEY set)');
-    expect(output).toMatch(/DEMO-1 started as cadenza-local-DEMO-1/);
-    expect(output).toMatch(/DEMO-2 started as cadenza-local-DEMO-2/);
+    expect(output).toContain(`DEMO-1 started as ${wf('DEMO-1')}`);
+    expect(output).toContain(`DEMO-2 started as ${wf('DEMO-2')}`);
     expect(output).toContain('DEMO-4 waits: blocked by DEMO-1 (Todo)');
-    expect(output).toMatch(/created cadenza-poll-[0-9a-f]{8}: every 5000 ms, overlap skip/);
+    expect(output).toContain(`created cadenza-poll-${demoConfig.project!.id}: every 5000 ms, overlap skip`);
     expect(output).toContain(`http://127.0.0.1:${uiPort}/namespaces/default/workflows`);
     // Hints a person can paste as printed: this server's address, the Temporal CLI's path.
     expect(output).toContain(`npx cadenza --address 127.0.0.1:${port} approve DEMO-1 --by YOUR-NAME`);
-    expect(output).toContain(`./.cadenza/bin/temporal --address 127.0.0.1:${port} workflow update execute --workflow-id cadenza-local-DEMO-1 --name approveLanding --input '{"by":"YOUR-NAME"}'`);
-    expect(output).toContain(`./.cadenza/bin/temporal --address 127.0.0.1:${port} workflow signal --workflow-id cadenza-local-DEMO-1 --name approveLanding --input '{"by":"YOUR-NAME"}'`);
+    expect(output).toContain(`./.cadenza/bin/temporal --address 127.0.0.1:${port} workflow update execute --workflow-id ${wf('DEMO-1')} --name approveLanding --input '{"by":"YOUR-NAME"}'`);
+    expect(output).toContain(`./.cadenza/bin/temporal --address 127.0.0.1:${port} workflow signal --workflow-id ${wf('DEMO-1')} --name approveLanding --input '{"by":"YOUR-NAME"}'`);
     expect(output).toContain(`pause it: npx cadenza --address 127.0.0.1:${port} schedule pause --reason`);
     expect(output).toContain(`The worker's full log (warnings, stack traces): ${path.join(state, 'logs', 'worker.log')}`);
 
@@ -136,7 +141,7 @@ describe('npm start, the main job in README', () => {
 
     connection = await Connection.connect({ address: `127.0.0.1:${port}` });
     const client = new Client({ connection });
-    const statusOf = (id: string) => client.workflow.getHandle(`cadenza-local-${id}`).query(statusQuery);
+    const statusOf = (id: string) => client.workflow.getHandle(wf(id)).query(statusQuery);
 
     await waitForOutput(/DEMO-1\s+\S+ -> AwaitingApproval/, 240_000);
     const shown = await cadenza(['status', 'DEMO-1'], 'bin');
@@ -157,10 +162,10 @@ describe('npm start, the main job in README', () => {
     expect(await waitFor(async () => /Phase changes follow/.test(secondOutput), 120_000, 200), secondOutput).toBe(true);
     expect(secondOutput).toMatch(/already running at 127\.0\.0\.1:\d+/);
     expect(secondOutput).toContain('reusing the demo seeded earlier');
-    expect(secondOutput).toContain('DEMO-2 is already running as cadenza-local-DEMO-2');
-    expect(secondOutput).toContain('DEMO-3 is already running as cadenza-local-DEMO-3');
+    expect(secondOutput).toContain(`DEMO-2 is already running as ${wf('DEMO-2')}`);
+    expect(secondOutput).toContain(`DEMO-3 is already running as ${wf('DEMO-3')}`);
     expect(secondOutput).not.toContain('started as');
-    expect(secondOutput).toContain('DEMO-1 is already running as cadenza-local-DEMO-1');
+    expect(secondOutput).toContain(`DEMO-1 is already running as ${wf('DEMO-1')}`);
     expect(secondOutput).toMatch(/DEMO-4 waits: blocked by DEMO-1 \((Human Review|Todo)\)/);
 
     const approved = await cadenza(['approve', 'DEMO-1', '--by', 'e2e-test']);
@@ -177,7 +182,7 @@ describe('npm start, the main job in README', () => {
     // A decision on a run that has ended is refused with one clear line.
     const again = await cadenza(['approve', 'DEMO-1', '--by', 'e2e-test']);
     expect(again.code).toBe(1);
-    expect(again.stderr).toContain('cadenza: the run cadenza-local-DEMO-1 has already ended (completed, phase Done); there is nothing to approve.');
+    expect(again.stderr).toContain(`cadenza: the run ${wf('DEMO-1')} has already ended (completed, phase Done); there is nothing to approve.`);
     expect(again.output).not.toMatch(/\n\s+at .+:\d+:\d+/);
 
     // DEMO-2's first fix fails its proof; round 2 fixes it and waits for approval.
@@ -193,10 +198,10 @@ describe('npm start, the main job in README', () => {
     expect(table.code, table.output).toBe(0);
     expect(table.stdout).toMatch(/DEMO-2\s+AwaitingApproval\s+2\s/);
     const listed = await cadenza(['list']);
-    expect(listed.stdout).toMatch(/cadenza-local-DEMO-1\s+DEMO-1\s+Done\s+completed/);
-    await waitForOutput(/DEMO-4 started as cadenza-local-DEMO-4/, 60_000);
-    const demo4Start = (await client.workflow.getHandle('cadenza-local-DEMO-4').describe()).startTime;
-    const demo1Close = (await client.workflow.getHandle('cadenza-local-DEMO-1').describe()).closeTime!;
+    expect(listed.stdout).toMatch(new RegExp(`${wf('DEMO-1')}\\s+DEMO-1\\s+Done\\s+completed`));
+    await waitForOutput(new RegExp(`DEMO-4 started as ${wf('DEMO-4')}`), 60_000);
+    const demo4Start = (await client.workflow.getHandle(wf('DEMO-4')).describe()).startTime;
+    const demo1Close = (await client.workflow.getHandle(wf('DEMO-1')).describe()).closeTime!;
     expect(demo4Start.getTime()).toBeGreaterThanOrEqual(demo1Close.getTime());
 
     // Cancel what still waits while the workers run, so each run removes its own sandbox.
@@ -215,10 +220,11 @@ describe('npm start, the main job in README', () => {
     // A run started by hand is followed by the running `up` too (a re-run of DEMO-1, cancelled here).
     const rerun = await cadenza(['start', 'DEMO-1', '--again']);
     expect(rerun.code, rerun.output).toBe(0);
-    await waitForOutput(/DEMO-1 started as cadenza-local-DEMO-1[^]*DEMO-1 started as cadenza-local-DEMO-1\n/, 60_000);
-    await client.workflow.getHandle('cadenza-local-DEMO-1').cancel();
-    await waitForOutput(/DEMO-1 started as cadenza-local-DEMO-1[^]*DEMO-1 started as cadenza-local-DEMO-1\n[^]*DEMO-1\s+(\S+ -> )?Cancelled/, 60_000);
-    await client.workflow.getHandle('cadenza-local-DEMO-1').result().catch(() => undefined);
+    const startedTwice = `DEMO-1 started as ${wf('DEMO-1')}[^]*DEMO-1 started as ${wf('DEMO-1')}\n`;
+    await waitForOutput(new RegExp(startedTwice), 60_000);
+    await client.workflow.getHandle(wf('DEMO-1')).cancel();
+    await waitForOutput(new RegExp(`${startedTwice}[^]*DEMO-1\\s+(\\S+ -> )?Cancelled`), 60_000);
+    await client.workflow.getHandle(wf('DEMO-1')).result().catch(() => undefined);
     // Retried activities and their stack traces went to the log file, not to the screen.
     expect(output).not.toMatch(/\[WARN\]|\n\s+at .+:\d+:\d+\)?\n/);
 

@@ -10,7 +10,7 @@ import { issueStatus } from '../../client/issues.ts';
 import { sandboxExists } from '../../lib/sandbox/container.ts';
 import { startFakeGitHub, type FakeGitHub } from '../fakes/github-server.ts';
 import { startFakeLinear, type FakeLinear } from '../fakes/linear-server.ts';
-import { World, historyText } from '../helpers/world.ts';
+import { World, historyText, runKeyOf } from '../helpers/world.ts';
 
 const script = (file: string, slow = false) => ({
   turns: [
@@ -158,7 +158,7 @@ describe.each(adapters)('the scheduled poller against $name', (adapter) => {
       await adapter.close(ids.d);
       await expect(handle.result()).rejects.toThrow();
       expect((await handle.describe()).status.name).toBe('CANCELLED');
-      await world.waitUntil(async () => !(await sandboxExists(dockerClient(), handle.workflowId)), 'the sandbox is removed', 30_000);
+      await world.waitUntil(async () => !(await sandboxExists(dockerClient(), runKeyOf(handle.workflowId))), 'the sandbox is removed', 30_000);
     });
   });
 });

@@ -4,7 +4,7 @@ import { dockerClient } from '../../infra/docker.ts';
 import { run } from '../../infra/process.ts';
 import { approve, issueStatus } from '../../client/issues.ts';
 import { sandboxExists } from '../../lib/sandbox/container.ts';
-import { World } from '../helpers/world.ts';
+import { World, runKeyOf } from '../helpers/world.ts';
 
 const quickChange = (file: string) => [
   { tool_calls: [{ name: 'write_file', arguments: { path: file, content: `export const name = '${file}';\n` } }] },
@@ -89,7 +89,7 @@ describe('the scheduled poller on the local tracker', () => {
       // Moved out of the active states: the agent stops, the sandbox and work stay.
       await world.tracker.setState(id, 'Backlog');
       await world.waitUntil(async () => (await issueStatus(handle)).paused, 'the run pauses');
-      expect(await sandboxExists(dockerClient(), handle.workflowId)).toBe(true);
+      expect(await sandboxExists(dockerClient(), runKeyOf(handle.workflowId))).toBe(true);
       await world.tracker.setState(id, 'In Progress');
       const waiting = await world.waitForPhase(handle, 'AwaitingApproval');
       expect(waiting.paused).toBe(false);
@@ -103,7 +103,7 @@ describe('the scheduled poller on the local tracker', () => {
       await world.tracker.setState(id, 'Closed');
       await expect(handle.result()).rejects.toThrow();
       expect((await handle.describe()).status.name).toBe('CANCELLED');
-      await world.waitUntil(async () => !(await sandboxExists(dockerClient(), handle.workflowId)), 'the sandbox is removed');
+      await world.waitUntil(async () => !(await sandboxExists(dockerClient(), runKeyOf(handle.workflowId))), 'the sandbox is removed');
       const workpad = (await world.tracker.listComments(id)).find((c) => c.author === 'cadenza')!;
       expect(workpad.body).toContain('Paused: the issue moved to Backlog');
       expect(workpad.body).toContain('was cancelled');

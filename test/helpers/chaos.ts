@@ -7,7 +7,7 @@ import { dockerClient } from '../../infra/docker.ts';
 import { sandboxExists } from '../../lib/sandbox/container.ts';
 import { volumeName } from '../../lib/sandbox/names.ts';
 import { WORKPAD_MARKER, type IssueWorkflowResult } from '../../workflows/definitions.ts';
-import { sh, type World } from './world.ts';
+import { runKeyOf, sh, type World } from './world.ts';
 
 const defaultDocker = dockerClient();
 
@@ -21,7 +21,7 @@ export async function waitUntil(probe: () => Promise<boolean> | boolean, what: s
 }
 
 export async function volumeExists(workflowId: string, docker: Docker = defaultDocker): Promise<boolean> {
-  return docker.getVolume(volumeName(workflowId)).inspect().then(
+  return docker.getVolume(volumeName(runKeyOf(workflowId))).inspect().then(
     () => true,
     (error: { statusCode?: number }) => {
       if (error.statusCode === 404) return false;
@@ -60,7 +60,7 @@ export async function expectLandedExactlyOnce(world: World, handle: WorkflowHand
   expect(workpads[0]!.body).toContain(`Landed ${id} as commit \`${result.landedCommit}\``);
   expect((await world.tracker.fetchIssuesByIds([id]))[0]!.state).toBe('Done');
 
-  expect(await sandboxExists(world.docker, handle.workflowId)).toBe(false);
+  expect(await sandboxExists(world.docker, runKeyOf(handle.workflowId))).toBe(false);
   expect(await volumeExists(handle.workflowId, world.docker)).toBe(false);
   return result;
 }

@@ -13,7 +13,7 @@ import type Docker from 'dockerode';
 import { dockerClient } from '../../infra/docker.ts';
 import { projectRoot } from '../../infra/paths.ts';
 import { removeSandbox } from '../../lib/sandbox/container.ts';
-import { sandboxKey } from '../../lib/sandbox/names.ts';
+import { sandboxKey, scopedRunKey } from '../../lib/sandbox/names.ts';
 import { run } from '../../infra/process.ts';
 import { loadContract, type Contract } from '../../lib/contract/index.ts';
 import { startIssue } from '../../client/issues.ts';
@@ -57,6 +57,9 @@ export interface WorldOptions {
   seed?: string;
 }
 
+
+/** The key a run's Docker objects and refs are named after (activities/run-key.ts); the tests' runs are in the default namespace. */
+export const runKeyOf = (workflowId: string) => scopedRunKey('default', workflowId);
 export class World {
   readonly root = mkdtempSync(path.join(tmpdir(), 'cadenza-world-'));
   readonly remote = path.join(this.root, 'remote.git');
@@ -127,7 +130,7 @@ export class World {
 
   /** Runs `body` while a fresh worker (wired as in production) serves this world's task queue. */
   async run<T>(body: () => Promise<T>): Promise<T> {
-    const worker: Worker = await createCadenzaWorker({ connection: this.nativeConnection, deps: this.wired.deps, taskQueue: this.taskQueue });
+    const worker = await createCadenzaWorker({ connection: this.nativeConnection, deps: this.wired.deps, taskQueue: this.taskQueue });
     return worker.runUntil(body);
   }
 
@@ -152,7 +155,7 @@ export class World {
 
   /** A handle on this world's run of an issue (started by the poller or by `start`). */
   handle(identifier: string): WorkflowHandle {
-    const handle = this.client.workflow.getHandle(issueWorkflowId(this.contract.config.tracker.kind, identifier));
+    const handle = this.client.workflow.getHandle(issueWorkflowId(this.contract.config, identifier));
     if (!this.handles.some((known) => known.workflowId === handle.workflowId)) this.handles.push(handle);
     return handle;
   }
@@ -183,7 +186,7 @@ export class World {
   /** The transcript of a round as the agent activity checkpointed it. */
   transcriptOf(workflowId: string, round: number): Array<{ role: string; content?: string | null }> {
     const pointers = path.join(this.state, 'artifacts', 'pointers');
-    const file = readdirSync(pointers).find((name) => name.startsWith(sandboxKey(workflowId)) && name.endsWith(`-round-${round}.json`));
+    const file = readdirSync(pointers).find((name) => name.startsWith(sandboxKey(runKeyOf(workflowId))) && name.endsWith(`-round-${round}.json`));
     if (!file) throw new Error(`no checkpoint for round ${round}`);
     const { transcript } = JSON.parse(readFileSync(path.join(pointers, file), 'utf8')) as { transcript: string };
     const hex = transcript.slice('sha256:'.length);
@@ -246,7 +249,7 @@ export class World {
   /** Open issue runs of this world, by identifier. */
   async runningIssues(): Promise<string[]> {
     const ids: string[] = [];
-    for await (const run of this.client.workflow.list({ query: `WorkflowType = 'issueWorkflow' AND TaskQueue = '${this.taskQueue}' AND ExecutionStatus = 'Running'` })) ids.push(run.workflowId.replace(/^cadenza-[a-z]+-/, ''));
+    for await (const run of this.client.workflow.list({ query: `WorkflowType = 'issueWorkflow' AND TaskQueue = '${this.taskQueue}' AND ExecutionStatus = 'Running'` })) ids.push(run.workflowId.slice(issueWorkflowId(this.contract.config, '').length));
     return ids.sort();
   }
 
@@ -276,7 +279,8 @@ export class World {
     const runs = this.client?.workflow.list({ query: `WorkflowType = 'issueWorkflow' AND TaskQueue = '${this.taskQueue}'` });
     if (runs) for await (const run of runs) ids.add(run.workflowId);
     for (const id of ids) await this.client.workflow.getHandle(id).terminate('test world closed').catch(() => undefined);
-    for (const id of ids) await removeSandbox(this.docker, id).catch(() => undefined);
+    // Runs from contracts with a project id are keyed by namespace and id; older ones by id alone.
+    for (const id of ids) for (const key of [runKeyOf(id), id]) await removeSandbox(this.docker, key).catch(() => undefined);
     await this.connection?.close();
     await this.nativeConnection?.close();
     await this.wired?.close();

@@ -34,6 +34,8 @@ describe('config defaults', () => {
   it('fills every default', () => {
     const { config } = withRepo('');
     expect(config).toEqual({
+      project: { id: expect.stringMatching(/^repo-[0-9a-f]{8}$/) },
+      worker: { maxSandboxes: null },
       tracker: {
         kind: 'local',
         path: '/proj/issues',
@@ -98,6 +100,37 @@ describe('config defaults', () => {
       stallTimeoutMs: 0, turnTimeoutMs: 1000,
     });
     expect(withRepo('codex: { turn_timeout_ms: 1000 }\nagent: { turn_timeout_ms: 2000 }').config.agent.turnTimeoutMs).toBe(2000);
+  });
+});
+
+describe('project identity', () => {
+  const linear = (slug: string, repo: string) => parse(`tracker: { kind: linear, project_slug: ${slug}, api_key: $KEY }\nrepo: { url: ${repo} }`, { KEY: 'k' }).config.project!.id;
+
+  it('derives the id from tracker and repository: readable, stable, and apart for two projects', () => {
+    expect(linear('alpha', 'https://github.com/acme/web.git')).toMatch(/^web-[0-9a-f]{8}$/);
+    expect(linear('alpha', 'https://github.com/acme/web.git')).toBe(linear('alpha', 'https://github.com/acme/web.git'));
+    // Same issue identifiers in two Linear projects, or one project landing to two repositories: two ids.
+    expect(linear('alpha', 'https://github.com/acme/web.git')).not.toBe(linear('beta', 'https://github.com/acme/web.git'));
+    expect(linear('alpha', 'https://github.com/acme/web.git')).not.toBe(linear('alpha', 'https://github.com/other/web.git'));
+    // Two installations of the demo: local trackers and repositories in different folders.
+    const local = (dir: string) => parseContract(`---\nrepo: { url: ./repo }\n${TESTS}\n---\n`, `${dir}/WORKFLOW.md`, {}).config.project!.id;
+    expect(local('/home/a/cadenza/demo')).not.toBe(local('/home/b/cadenza/demo'));
+  });
+
+  it('reads worker.max_sandboxes, and Symphony\'s worker.max_concurrent_agents_per_host as the same', () => {
+    expect(withRepo('worker: { max_sandboxes: 3 }').config.worker).toEqual({ maxSandboxes: 3 });
+    expect(withRepo('worker: { max_concurrent_agents_per_host: 2 }').config.worker).toEqual({ maxSandboxes: 2 });
+    const error = catchError(() => withRepo('worker: { max_sandboxes: 0 }'));
+    expect(error.key).toBe('worker.max_sandboxes');
+    expect(error.message).toContain('an integer >= 1');
+  });
+
+  it('takes project.id as given, and refuses one that cannot name workflows and containers', () => {
+    expect(withRepo('project: { id: shop-frontend }').config.project).toEqual({ id: 'shop-frontend' });
+    const error = catchError(() => withRepo('project: { id: "Shop Frontend!" }'));
+    expect(error.key).toBe('project.id');
+    expect(error.message).toContain('lower-case letters, digits and "-"');
+    expect(error.message).toContain('Shop Frontend!');
   });
 });
 

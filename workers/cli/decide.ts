@@ -1,17 +1,17 @@
 /** `cadenza approve` and `cadenza reject`: the landing decision, sent to the run as an Update. */
 import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { InfraError } from '../../infra/log.ts';
-import { approve, issueHandle, reject } from '../../client/issues.ts';
+import { approve, reject } from '../../client/issues.ts';
 import { phaseKey } from '../../workflows/definitions.ts';
-import { addressOf, connect, errorText, notFound, out, stringFlag, trackerKind, withWorker, type Flags } from './common.ts';
+import { addressOf, connect, errorText, locateRun, notFound, out, stringFlag, runConfig, withWorker, type Flags } from './common.ts';
 
 export async function decide(kind: 'approve' | 'reject', flags: Flags, identifier: string): Promise<void> {
   const by = stringFlag(flags, 'by', kind, 'NAME (who decides)');
   const feedback = kind === 'reject' ? stringFlag(flags, 'feedback', kind, 'TEXT (what the agent should change)') : undefined;
   const address = addressOf(flags);
-  const trackerKindName = trackerKind(flags);
+  const config = runConfig(flags);
   const { client, connection } = await connect(address);
-  const handle = issueHandle(client, trackerKindName, identifier);
+  const handle = await locateRun(client, config, identifier, address);
   try {
     const answer = await withWorker(connection, 30_000, () =>
       kind === 'approve' ? approve(handle, by, flags.comment as string | undefined, flags.commit as string | undefined) : reject(handle, by, feedback!));

@@ -1,9 +1,10 @@
 /** `cadenza schedule list|pause|resume|delete`: the tracker poll schedules. */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { ScheduleNotFoundError, ScheduleOverlapPolicy } from '@temporalio/client';
+import { ScheduleNotFoundError, ScheduleOverlapPolicy, type Client } from '@temporalio/client';
 import { InfraError } from '../../infra/log.ts';
-import { pollScheduleId } from '../../client/schedule.ts';
-import { addressOf, cadenzaCommand, connect, defaultWorkflowFile, oneLine, out, table, when, type Flags } from './common.ts';
+import { legacyPollScheduleId, pollScheduleId } from '../../client/schedule.ts';
+import { addressOf, cadenzaCommand, connect, contractFrom, defaultWorkflowFile, oneLine, out, table, when, type Flags } from './common.ts';
 
 export const SCHEDULE_ACTIONS = ['list', 'pause', 'resume', 'delete'] as const;
 
@@ -33,7 +34,7 @@ export async function scheduleCommand(flags: Flags, action: (typeof SCHEDULE_ACT
       return table(['SCHEDULE', 'STATE', 'SPEC', 'NEXT POLL', 'WORKFLOW.md', 'NOTE'], rows);
     }
     const workflowFile = path.resolve((flags.workflow as string | undefined) ?? defaultWorkflowFile());
-    const scheduleId = id ?? pollScheduleId(workflowFile);
+    const scheduleId = id ?? (await projectScheduleId(client, workflowFile));
     const handle = client.schedule.getHandle(scheduleId);
     const described = await handle.describe().catch((error: unknown) => {
       if (error instanceof ScheduleNotFoundError) {
@@ -57,4 +58,16 @@ export async function scheduleCommand(flags: Flags, action: (typeof SCHEDULE_ACT
   } finally {
     await connection.close();
   }
+}
+
+/** The poll schedule of a WORKFLOW.md: its project's, or one `up` made before projects had ids and has not replaced yet. */
+async function projectScheduleId(client: Client, workflowFile: string): Promise<string> {
+  const legacyId = legacyPollScheduleId(workflowFile);
+  if (!existsSync(workflowFile)) return legacyId;
+  const current = pollScheduleId(contractFrom(workflowFile, 'fix the file, or name the schedule: `npx cadenza schedule list` shows them.'));
+  const exists = (scheduleId: string) => client.schedule.getHandle(scheduleId).describe().then(() => true, (error: unknown) => {
+    if (error instanceof ScheduleNotFoundError) return false;
+    throw error;
+  });
+  return !(await exists(current)) && (await exists(legacyId)) ? legacyId : current;
 }

@@ -1,11 +1,10 @@
 /** `cadenza show`: the latest proof's evidence from the artifact store. */
-import { WorkflowNotFoundError } from '@temporalio/client';
 import { InfraError } from '../../infra/log.ts';
 import { stateDir } from '../../infra/paths.ts';
-import { issueHandle, issueStatus } from '../../client/issues.ts';
+import { issueStatus } from '../../client/issues.ts';
 import { describeStore, openArtifactStore, storeConfigFrom } from '../../lib/artifacts-config.ts';
 import type { IssueStatus } from '../../workflows/definitions.ts';
-import { addressOf, connect, notFound, out, table, trackerKind, withWorker, type Flags } from './common.ts';
+import { addressOf, connect, locateRun, out, table, runConfig, withWorker, type Flags } from './common.ts';
 
 export const EVIDENCE = ['walkthrough', 'diff', 'checks', 'egress', 'summary'] as const;
 
@@ -17,11 +16,7 @@ export async function showEvidence(flags: Flags, identifier: string, what = 'wal
   const { client, connection } = await connect(address);
   let status: IssueStatus;
   try {
-    const handle = issueHandle(client, trackerKind(flags), identifier);
-    await handle.describe().catch((error: unknown) => {
-      if (error instanceof WorkflowNotFoundError) throw notFound(identifier, handle.workflowId, address);
-      throw error;
-    });
+    const handle = await locateRun(client, runConfig(flags), identifier, address);
     status = await withWorker(connection, 10_000, () => issueStatus(handle));
   } finally {
     await connection.close();

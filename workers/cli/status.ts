@@ -1,16 +1,16 @@
 /** `cadenza status` (the table of runs, or one issue in full) and `cadenza list`. */
-import { WorkflowNotFoundError, type Client, type Connection } from '@temporalio/client';
-import { issueHandle, issueStatus } from '../../client/issues.ts';
+import type { Client, Connection } from '@temporalio/client';
+import { issueStatus } from '../../client/issues.ts';
 import { issueKey, phaseKey, type IssueWorkflowResult } from '../../workflows/definitions.ts';
 import { progressNoteLines, reviewLines } from './progress.ts';
-import { addressOf, cadenzaCommand, connect, errorText, notFound, oneLine, out, table, trackerKind, when, withWorker, type Flags } from './common.ts';
+import { addressOf, cadenzaCommand, connect, errorText, locateRun, oneLine, out, table, runConfig, when, withWorker, type Flags, type RunConfig } from './common.ts';
 
 export async function status(flags: Flags, identifier: string | undefined): Promise<void> {
   const address = addressOf(flags);
-  const kind = trackerKind(flags);
+  const config = runConfig(flags);
   const { client, connection } = await connect(address);
   try {
-    if (identifier) await statusOf(client, connection, kind, identifier, address);
+    if (identifier) await issueStatusOf(client, connection, config, identifier, address);
     else await statusTable(client, connection);
   } finally {
     await connection.close();
@@ -40,12 +40,9 @@ async function statusTable(client: Client, connection: Connection): Promise<void
   table(['ISSUE', 'PHASE', 'ROUND', 'TURNS', 'TOKENS', 'MODEL', 'RUN', 'LAST ERROR'], rows);
 }
 
-async function statusOf(client: Client, connection: Connection, kind: string, identifier: string, address: string): Promise<void> {
-  const handle = issueHandle(client, kind, identifier);
-  const description = await handle.describe().catch((error: unknown) => {
-    if (error instanceof WorkflowNotFoundError) throw notFound(identifier, handle.workflowId, address);
-    throw error;
-  });
+async function issueStatusOf(client: Client, connection: Connection, config: RunConfig | null, identifier: string, address: string): Promise<void> {
+  const handle = await locateRun(client, config, identifier, address);
+  const description = await handle.describe();
   const run = description.status.name;
   const status = await withWorker(connection, run === 'RUNNING' ? 10_000 : 3_000, () => issueStatus(handle)).catch((error: unknown) => {
     if (run === 'RUNNING') throw error;
@@ -72,7 +69,7 @@ async function statusOf(client: Client, connection: Connection, kind: string, id
   out(`  turns       ${status.turns}`);
   out(`  tokens      ${status.tokens.total} (input ${status.tokens.input}, output ${status.tokens.output})`);
   out(`  model       ${status.model ?? '-'}`);
-  out(`  sandbox     ${status.sandbox ?? '-'}`);
+  out(`  sandbox     ${status.sandbox ?? '-'}${status.host ? ` on host ${status.host}` : ''}`);
   out(`  last error  ${status.lastError ?? '-'}`);
   out(`  decision    ${status.decision ? `${status.decision.kind} by ${status.decision.by}${status.decision.text ? `: ${oneLine(status.decision.text)}` : ''}` : '-'}`);
   out(`  landed      ${status.landedCommit ?? '-'}`);
