@@ -19,6 +19,7 @@ import { runClaudeCodeSession } from './runtimes/claude-code.ts';
 import { runCodexSession } from './runtimes/codex.ts';
 import { reattach, sandboxFor } from './sandbox.ts';
 import { primedFeedback } from './progress.ts';
+import { runKey } from './run-key.ts';
 
 type Message = OpenAI.Chat.Completions.ChatCompletionMessageParam;
 
@@ -35,6 +36,8 @@ export interface AgentSessionInput {
   tokensBefore: number;
   /** The run's progress note (an artifact reference): the session starts with it, before the feedback. */
   progressNote?: string | null;
+  /** Times the run's sandbox was rebuilt on another host (its host was lost); a new count starts the round's session afresh. */
+  rebuilds?: number;
 }
 
 export interface AgentSessionResult {
@@ -113,9 +116,11 @@ export function createAgentActivities(deps: ActivityDeps) {
     const context = Context.current();
     const { contract, issue, workflowId, round } = input;
     const { agent, model } = contract.config;
-    const sandbox = sandboxFor(deps, workflowId, contract);
+    const key = runKey(input);
+    const sandbox = sandboxFor(deps, key, contract);
     // Per run: a reset or a new run of the same issue starts its round afresh instead of resuming.
-    const checkpointName = `${sandboxKey(workflowId)}-${context.info.workflowExecution?.runId ?? "standalone"}-round-${round}`;
+    // A sandbox rebuilt on another host has lost the session's file changes: the session starts afresh.
+    const checkpointName = `${sandboxKey(key)}-${context.info.workflowExecution?.runId ?? "standalone"}-round-${round}${input.rebuilds ? `-rebuilt-${input.rebuilds}` : ''}`;
     const modelName = deps.model.kind === 'scripted' ? `scripted (${model.name})` : model.name;
 
     // Fencing: after a server outage a new attempt can start while an older one still runs in some
@@ -168,7 +173,7 @@ export function createAgentActivities(deps: ActivityDeps) {
 
     // A retried attempt may follow a Docker engine restart that stopped the sandbox: bring it back
     // before asking the model, so a turn is not asked again only to find no sandbox to run it in.
-    if (summary === null && turns < agent.maxTurns) await reattach(deps, workflowId, contract);
+    if (summary === null && turns < agent.maxTurns) await reattach(deps, key, contract);
 
     // Long tool calls (test runs) keep the heartbeat going so a live session is never taken for a stalled one.
     const beatEvery = Math.max(200, Math.min(5_000, (context.info.heartbeatTimeoutMs ?? 15_000) / 3));
@@ -176,7 +181,7 @@ export function createAgentActivities(deps: ActivityDeps) {
     // What the agent's commands may reach (sandbox.egress.agent; none by default).
     const policy = await runEgress(deps, contract);
     try {
-      if (summary === null && turns < agent.maxTurns) await withEgress(deps, deps.docker, sandbox.container, workflowId, 'agent', policy, async (egress) => {
+      if (summary === null && turns < agent.maxTurns) await withEgress(deps, deps.docker, sandbox.container, key, 'agent', policy, async (egress) => {
         while (summary === null && turns < agent.maxTurns) {
           if (input.tokensBefore + tokens.total >= model.budgetTokens) {
             await save();

@@ -23,6 +23,10 @@ export interface ActivityDeps {
   log?: (line: string) => void;
   /** The worker's environment: where `$VAR` secrets are read (default process.env). */
   env?: NodeJS.ProcessEnv;
+  /** Which host this is (workers/worker.ts hostIdFor): names its task queue. */
+  hostId?: string;
+  /** This worker's host: its id and the task queue its sandbox steps are sent to (set by createCadenzaWorker). */
+  host?: { id: string; queue: string };
   /** A Temporal client, for the poller (starting, signalling and cancelling issue runs). */
   temporal?: () => Promise<Client>;
 }

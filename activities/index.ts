@@ -2,6 +2,8 @@
 import { Context } from '@temporalio/activity';
 import { createAgentActivities } from './agent.ts';
 import type { ActivityDeps } from './deps.ts';
+import { createHostActivities } from './hosts.ts';
+import { createImpactActivities } from './impact.ts';
 import { createLandingActivities } from './landing.ts';
 import { createPollerActivities } from './poller.ts';
 import { createProgressActivities } from './progress.ts';
@@ -43,6 +45,8 @@ export function createActivities(deps: ActivityDeps) {
       // The reviewer's session heartbeats with its turns too; a model request that hangs times out on its own.
       ...createReviewActivities(deps),
       ...createPollerActivities(deps),
+      ...createHostActivities(deps),
+      ...createImpactActivities(deps),
     }),
     // The agent session heartbeats per turn itself (with its progress as details).
     ...createAgentActivities(deps),

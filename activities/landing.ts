@@ -20,6 +20,7 @@ import { TrackerError } from '../lib/tracker/types.ts';
 import type { ProofCheck } from '../workflows/definitions.ts';
 import type { ActivityDeps } from './deps.ts';
 import type { createProofActivities } from './proof.ts';
+import { runKey } from './run-key.ts';
 
 export interface LandInput {
   workflowId: string;
@@ -51,7 +52,7 @@ export interface OpenedPullRequest {
 }
 
 /** Where the host mirror records the commit Cadenza last pushed to `branch` of the remote for a run: what makes the branch Cadenza's. */
-export const pushedRef = (workflowId: string, branch: string) => `refs/cadenza/${sandboxKey(workflowId)}/pushed/${branch}`;
+export const pushedRef = (runKey: string, branch: string) => `refs/cadenza/${sandboxKey(runKey)}/pushed/${branch}`;
 
 /** Cadenza's own branch for an issue (the workflow's work branch when the tracker names none). */
 export const ownBranch = (identifier: string) =>
@@ -94,7 +95,7 @@ export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<ty
       trailer,
     ].join('\n');
     const mergeCommit = await mirror.commitTree(merged.tree, [targetTip, input.workCommit], message);
-    const landingRef = `refs/cadenza/${sandboxKey(workflowId)}/landing`;
+    const landingRef = `refs/cadenza/${sandboxKey(runKey(input))}/landing`;
     // The approved head of this issue's previous landing: what a pull request landing pushed before pushes were recorded.
     const landedBefore = await mirror.resolve(`${landingRef}^2`);
     await mirror.setRef(landingRef, mergeCommit);
@@ -131,7 +132,7 @@ export function createLandingActivities(deps: ActivityDeps, proof: ReturnType<ty
     const host = deps.codeHost(hostConfig);
     const mirror = deps.mirrors.get(repo.url);
     const push = async (branch: string): Promise<OwnedPush> => {
-      const record = pushedRef(input.workflowId, branch);
+      const record = pushedRef(runKey(input), branch);
       try {
         // Runs that landed before pushes were recorded: their last landing's approved head is what they pushed.
         if (landedBefore && !(await mirror.resolve(record))) await mirror.setRef(record, landedBefore);

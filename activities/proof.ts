@@ -17,7 +17,8 @@ import type { ArtifactRef, ProofCheck, ProofResult, TokenUsage } from '../workfl
 import type { ActivityDeps } from './deps.ts';
 import { egressLog, runEgress, withEgress } from './egress.ts';
 import type { EgressRecord } from '../lib/egress/relay.ts';
-import { workSnapshotRef } from './sandbox.ts';
+import { publishSnapshot, workSnapshotRef } from './sandbox.ts';
+import { runKey } from './run-key.ts';
 
 const EXCERPT_LINES = 40;
 const DIFF_LIMIT = 8 * 1024 * 1024;
@@ -29,8 +30,8 @@ function excerpt(text: string): string {
   return lines.slice(-EXCERPT_LINES).join('\n').slice(-4000);
 }
 
-const checkRef = (workflowId: string) => `refs/cadenza/${sandboxKey(workflowId)}/check`;
-const startRef = (workflowId: string) => `refs/cadenza/${sandboxKey(workflowId)}/start`;
+const checkRef = (runKey: string) => `refs/cadenza/${sandboxKey(runKey)}/check`;
+const startRef = (runKey: string) => `refs/cadenza/${sandboxKey(runKey)}/start`;
 
 /** The protected paths a change touches (a rename counts by either name), with the pattern that protects each. */
 export function protectedChanges(changes: FileChange[], patterns: readonly string[]): Array<FileChange & { pattern: string }> {
@@ -88,18 +89,19 @@ export function createProofActivities(deps: ActivityDeps) {
    */
   async function commitWork(input: CommitInput): Promise<CommitResult> {
     const { contract, workflowId } = input;
+    const key = runKey(input);
     const mirror = deps.mirrors.get(contract.config.repo.url);
     // The exporter is prepared while the sandbox is being stopped, and starts once it has.
-    const stopping = stopSandboxProcesses(deps.docker, workflowId);
+    const stopping = stopSandboxProcesses(deps.docker, key);
     stopping.catch(() => undefined);
-    const roundStart = input.roundStart ?? (await mirror.resolve(workSnapshotRef(workflowId))) ?? (await mirror.resolve(`refs/heads/${contract.config.repo.baseBranch}`));
+    const roundStart = input.roundStart ?? (await mirror.resolve(workSnapshotRef(key))) ?? (await mirror.resolve(`refs/heads/${contract.config.repo.baseBranch}`));
     if (!roundStart) throw ApplicationFailure.nonRetryable(`commitWork: the round's start is not in the host mirror of ${contract.config.repo.url}`, 'WorkLost');
     const message = `${input.identifier}: ${input.title} (round ${input.round})\n\n${input.summary}\n\nCadenza-Workflow: ${workflowId}`;
     let exported;
     try {
       exported = await exportWork(deps.docker, {
-        workflowId, limits: limitsOf(contract), roundStart, startRef: startRef(workflowId), message,
-        startBundle: () => mirror.bundleCommit(roundStart, startRef(workflowId)),
+        runKey: key, limits: limitsOf(contract), roundStart, startRef: startRef(key), message,
+        startBundle: () => mirror.bundleCommit(roundStart, startRef(key)),
         startAfter: stopping,
       });
     } catch (error) {
@@ -107,13 +109,13 @@ export function createProofActivities(deps: ActivityDeps) {
       throw error;
     }
     // The checks of this round start without waiting for a container (on this worker; elsewhere they make their own).
-    prepareCheckers(deps.docker, workflowId, limitsOf(contract), Math.min(contract.config.proof.commands.length, 3));
+    prepareCheckers(deps.docker, key, limitsOf(contract), Math.min(contract.config.proof.commands.length, 3));
     const stoppedProcesses = await stopping;
     if (stoppedProcesses.length) deps.log?.(`${input.identifier}: stopped ${stoppedProcesses.length} process(es) the agent left running: ${stoppedProcesses.map((p) => p.command).join('; ')}`);
     let headCommit = roundStart;
     if (exported.bundle) {
       try {
-        headCommit = await mirror.fetchBundle(exported.bundle, 'refs/cadenza/work', workSnapshotRef(workflowId));
+        headCommit = await mirror.fetchBundle(exported.bundle, 'refs/cadenza/work', workSnapshotRef(key));
       } catch (error) {
         throw ApplicationFailure.nonRetryable(`commitWork: the host refused the agent's git objects: ${(error as Error).message.split('\n')[0]}`, 'WorkRejected');
       }
@@ -121,8 +123,9 @@ export function createProofActivities(deps: ActivityDeps) {
         throw ApplicationFailure.nonRetryable(`commitWork: the exported work ${exported.head.slice(0, 12)} does not descend from the round's start ${roundStart.slice(0, 12)}`, 'WorkRejected');
       }
     } else {
-      await mirror.setRef(workSnapshotRef(workflowId), roundStart);
+      await mirror.setRef(workSnapshotRef(key), roundStart);
     }
+    await publishSnapshot(deps, mirror, key, headCommit);
     let protectedChanged: string[] | undefined;
     if (input.baseCommit) {
       protectedChanged = protectedChanges(parseRawDiff(await mirror.rawChanges(input.baseCommit, headCommit)), protectedPaths(contract)).filter((change) => change.status !== 'added').map((change) => change.from ?? change.path);
@@ -131,21 +134,22 @@ export function createProofActivities(deps: ActivityDeps) {
   }
 
   async function checkCommit(input: { workflowId: string; contract: ContractSettings; command: ProofCommand; label?: string; commit: string; workBranch?: string }): Promise<ProofCheck> {
-    const { contract, workflowId, command } = input;
+    const { contract, command } = input;
+    const key = runKey(input);
     const mirror = deps.mirrors.get(contract.config.repo.url);
     const policy = await runEgress(deps, contract);
     const checked = await runInChecker(deps.docker, {
-      workflowId,
+      runKey: key,
       limits: limitsOf(contract),
-      bundle: await mirror.bundleCommit(input.commit, checkRef(workflowId)),
-      bundleRef: checkRef(workflowId),
+      bundle: await mirror.bundleCommit(input.commit, checkRef(key)),
+      bundleRef: checkRef(key),
       commit: input.commit,
       branch: input.workBranch ?? 'cadenza/check',
       setup: contract.config.hooks.afterCreate,
       setupTimeoutMs: contract.config.hooks.timeoutMs,
       command: command.run,
       timeoutMs: command.timeoutMs,
-      egress: async (phase, container, body) => withEgress(deps, deps.docker, container, workflowId, phase, policy, body),
+      egress: async (phase, container, body) => withEgress(deps, deps.docker, container, key, phase, policy, body),
     });
     const { result } = checked;
     const reports: Array<ArtifactRef & { path: string }> = [];
@@ -182,7 +186,7 @@ export function createProofActivities(deps: ActivityDeps) {
   /** One proof check in a fresh checker container on `commit` (runs from before name none: the work snapshot). */
   async function runProofCheck(input: { workflowId: string; contract: ContractSettings; command: ProofCommand; label?: string; commit?: string; workBranch?: string }): Promise<ProofCheck> {
     const mirror = deps.mirrors.get(input.contract.config.repo.url);
-    const commit = input.commit ?? (await mirror.resolve(workSnapshotRef(input.workflowId)));
+    const commit = input.commit ?? (await mirror.resolve(workSnapshotRef(runKey(input))));
     if (!commit) throw ApplicationFailure.nonRetryable(`runProofCheck: no commit to check for ${input.workflowId}`, 'WorkLost');
     return checkCommit({ ...input, commit });
   }
@@ -255,7 +259,7 @@ export function createProofActivities(deps: ActivityDeps) {
     const diffText = evidence.diff.length > DIFF_LIMIT ? `${evidence.diff.slice(0, DIFF_LIMIT)}\n[cadenza] diff cut at ${DIFF_LIMIT} bytes of ${evidence.diff.length}\n` : evidence.diff;
     const storedDiff = await deps.artifacts.put(diffText, 'diff');
     // What left the sandboxes so far in this run, by phase: every connection through the relay.
-    const egress = await egressLog(deps, input.workflowId);
+    const egress = await egressLog(deps, runKey(input));
     const storedEgress = egress.length ? await deps.artifacts.putJson(egress, 'egress') : null;
     const egressLines = egressSummary(egress);
     const checkLine = (check: ProofCheck) =>

@@ -4,11 +4,13 @@
  */
 import { ApplicationFailure } from '@temporalio/activity';
 import type { ContractSettings } from '../lib/contract/index.ts';
+import type { RepoMirror } from '../lib/git.ts';
 import { SandboxLostError, ensureSandbox, reattachSandbox, removeSandbox as removeContainer, sandboxExists } from '../lib/sandbox/container.ts';
-import { containerName, sandboxKey } from '../lib/sandbox/names.ts';
+import { HOST_LABEL, containerName, sandboxKey } from '../lib/sandbox/names.ts';
 import { REPO_DIR, TRANSFER_DIR, putFile, sh, shOk, type Sandbox } from '../lib/sandbox/workspace.ts';
 import type { ActivityDeps } from './deps.ts';
 import { clearEgressLog, runEgress, withEgress } from './egress.ts';
+import { runKey } from './run-key.ts';
 
 const HOOK_OUTPUT_LIMIT = 2048;
 
@@ -32,18 +34,29 @@ export interface ProvisionResult {
 }
 
 /** The ref under which a run's work branch is kept in the host mirror, so a lost sandbox can be rebuilt. */
-export const workSnapshotRef = (workflowId: string) => `refs/cadenza/${sandboxKey(workflowId)}/work`;
+export const workSnapshotRef = (runKey: string) => `refs/cadenza/${sandboxKey(runKey)}/work`;
+
+/**
+ * Copies the work snapshot to the git remote (same ref), so another host can rebuild the sandbox when
+ * this one is lost; `undefined` deletes it there. A remote that refuses leaves the snapshot on this
+ * host only: logged, not fatal.
+ */
+export async function publishSnapshot(deps: ActivityDeps, mirror: RepoMirror, key: string, commit: string | undefined): Promise<void> {
+  await mirror.publishRef(workSnapshotRef(key), commit).catch((error: Error) => {
+    deps.log?.(`the work snapshot stays on this host only: ${error.message.split('\n')[0]}`);
+  });
+}
 
 /**
  * The run's sandbox for commands and file copies. A command that finds the container stopped or gone
  * (the Docker engine restarted) re-attaches it first: every activity survives an engine restart.
  */
-export function sandboxFor(deps: ActivityDeps, workflowId: string, contract: ContractSettings): Sandbox {
+export function sandboxFor(deps: ActivityDeps, key: string, contract: ContractSettings): Sandbox {
   return {
     docker: deps.docker,
-    container: containerName(workflowId),
+    container: containerName(key),
     user: contract.config.sandbox.user,
-    reattach: () => reattach(deps, workflowId, contract),
+    reattach: () => reattach(deps, key, contract),
   };
 }
 
@@ -51,11 +64,11 @@ export function sandboxFor(deps: ActivityDeps, workflowId: string, contract: Con
  * Makes sure the provisioned sandbox runs: a stopped container is started, a missing one is created
  * again on its workspace volume. A lost workspace volume cannot be fixed by a retry.
  */
-export async function reattach(deps: ActivityDeps, workflowId: string, contract: ContractSettings): Promise<void> {
+export async function reattach(deps: ActivityDeps, key: string, contract: ContractSettings): Promise<void> {
   try {
-    const outcome = await reattachSandbox(deps.docker, workflowId, contract.config.sandbox);
-    if (outcome === 'started') deps.log?.(`sandbox ${containerName(workflowId)} had stopped (did the Docker engine restart?); started it again`);
-    if (outcome === 'recreated') deps.log?.(`sandbox ${containerName(workflowId)} was gone; created it again on its workspace volume`);
+    const outcome = await reattachSandbox(deps.docker, key, contract.config.sandbox);
+    if (outcome === 'started') deps.log?.(`sandbox ${containerName(key)} had stopped (did the Docker engine restart?); started it again`);
+    if (outcome === 'recreated') deps.log?.(`sandbox ${containerName(key)} was gone; created it again on its workspace volume`);
   } catch (error) {
     if (error instanceof SandboxLostError) throw ApplicationFailure.nonRetryable(error.message, 'WorkspaceLost');
     throw error;
@@ -64,10 +77,10 @@ export async function reattach(deps: ActivityDeps, workflowId: string, contract:
 
 export function createSandboxActivities(deps: ActivityDeps) {
   /** Runs a hook in the setup phase's egress (after_create and before_run install what the work needs). */
-  async function runHook(sandbox: Sandbox, workflowId: string, contract: ContractSettings, name: string, script: string | null): Promise<{ ok: boolean; output: string }> {
+  async function runHook(sandbox: Sandbox, key: string, contract: ContractSettings, name: string, script: string | null): Promise<{ ok: boolean; output: string }> {
     if (!script) return { ok: true, output: '' };
     const policy = await runEgress(deps, contract);
-    return withEgress(deps, deps.docker, sandbox.container, workflowId, 'setup', policy, async (egress) => {
+    return withEgress(deps, deps.docker, sandbox.container, key, 'setup', policy, async (egress) => {
       await egress.ready();
       const result = await sh(sandbox, script, { timeoutMs: contract.config.hooks.timeoutMs, env: egress.env });
       const output = (result.stdout + result.stderr + egress.notes(result.stdout + result.stderr)).slice(-HOOK_OUTPUT_LIMIT);
@@ -77,15 +90,16 @@ export function createSandboxActivities(deps: ActivityDeps) {
   }
 
   async function provisionSandbox(input: ProvisionInput): Promise<ProvisionResult> {
-    const { contract, workflowId, workBranch } = input;
+    const { contract, workBranch } = input;
+    const key = runKey(input);
     const { repo, sandbox: limits } = contract.config;
-    const handle = await ensureSandbox(deps.docker, workflowId, limits).catch((error: Error) => {
+    const handle = await ensureSandbox(deps.docker, key, limits, deps.host ? { [HOST_LABEL]: deps.host.id } : {}).catch((error: Error) => {
       if (/No such image/i.test(error.message)) {
         throw ApplicationFailure.nonRetryable(`sandbox image ${limits.image} is not in the Docker engine; build it with \`npm run setup\` or set sandbox.image in WORKFLOW.md`, 'SandboxImageMissing');
       }
       throw error;
     });
-    const sandbox = sandboxFor(deps, workflowId, contract);
+    const sandbox = sandboxFor(deps, key, contract);
 
     const mirror = deps.mirrors.get(repo.url);
     await mirror.refresh().catch((error: Error) => {
@@ -94,12 +108,15 @@ export function createSandboxActivities(deps: ActivityDeps) {
     const baseCommit = await mirror.resolve(`refs/heads/${repo.baseBranch}`);
     if (!baseCommit) throw ApplicationFailure.nonRetryable(`repo.base_branch ${repo.baseBranch} does not exist in ${repo.url}`, 'RepoUnavailable');
 
+    // A sandbox rebuilt on another host: the work's snapshot comes from the git remote.
+    if (input.atCommit && !(await mirror.resolve(workSnapshotRef(key)))) await mirror.fetchRef(workSnapshotRef(key));
     const targetTip = (await mirror.resolve(`refs/heads/${contract.config.landing.targetBranch}`)) ?? baseCommit;
     if (!input.atCommit) {
       // A run's first round starts from the base branch as it is now, never from an earlier run's work
       // (nor with its egress log).
-      await mirror.deleteRef(workSnapshotRef(workflowId));
-      await clearEgressLog(deps, workflowId);
+      await mirror.deleteRef(workSnapshotRef(key));
+      await publishSnapshot(deps, mirror, key, undefined);
+      await clearEgressLog(deps, key);
     }
     // Cadenza's git in the agent's repository: no hooks or fsmonitor of the agent's run on its steps.
     const git = 'git -c core.hooksPath=/dev/null -c core.fsmonitor=false';
@@ -122,8 +139,8 @@ export function createSandboxActivities(deps: ActivityDeps) {
     let restored = false;
     if (!cloned) {
       // The sandbox has no network: history enters as a bundle through the Docker API.
-      const snapshot = input.atCommit ? await mirror.resolve(workSnapshotRef(workflowId)) : undefined;
-      const refs = [...new Set([`refs/heads/${repo.baseBranch}`, `refs/heads/${contract.config.landing.targetBranch}`]), ...(snapshot ? [workSnapshotRef(workflowId)] : [])];
+      const snapshot = input.atCommit ? await mirror.resolve(workSnapshotRef(key)) : undefined;
+      const refs = [...new Set([`refs/heads/${repo.baseBranch}`, `refs/heads/${contract.config.landing.targetBranch}`]), ...(snapshot ? [workSnapshotRef(key)] : [])];
       await putFile(sandbox, TRANSFER_DIR, 'base.bundle', await mirror.bundle(refs));
       await shOk(sandbox, [
         `rm -rf ${REPO_DIR}.partial`,
@@ -132,14 +149,14 @@ export function createSandboxActivities(deps: ActivityDeps) {
         `cd ${REPO_DIR}`,
         `${git} fetch --quiet ${TRANSFER_DIR}/base.bundle ${remoteRefs.map((ref) => `"${ref}"`).join(' ')}`,
         snapshot
-          ? `${git} fetch --quiet ${TRANSFER_DIR}/base.bundle "${workSnapshotRef(workflowId)}:refs/heads/${workBranch}" && ${git} checkout --quiet ${workBranch}`
+          ? `${git} fetch --quiet ${TRANSFER_DIR}/base.bundle "${workSnapshotRef(key)}:refs/heads/${workBranch}" && ${git} checkout --quiet ${workBranch}`
           : `${git} checkout --quiet -B ${workBranch} ${baseCommit}`,
       ].join(' && '), { workdir: '/', timeoutMs: 300_000, step: 'provisioning: cloning the repository' });
       restored = Boolean(snapshot);
       // The workspace was just created: `after_create` runs once; its failure deletes the workspace.
-      const hook = await runHook(sandbox, workflowId, contract, 'after_create', contract.config.hooks.afterCreate);
+      const hook = await runHook(sandbox, key, contract, 'after_create', contract.config.hooks.afterCreate);
       if (!hook.ok) {
-        await removeContainer(deps.docker, workflowId);
+        await removeContainer(deps.docker, key);
         throw ApplicationFailure.nonRetryable(`hooks.after_create failed, so the new workspace was removed:\n${hook.output}`, 'HookFailed');
       }
     } else if (!input.atCommit && probe.at(-1) !== baseCommit) {
@@ -151,10 +168,10 @@ export function createSandboxActivities(deps: ActivityDeps) {
       const hasAt = cloned ? probe[2] === 'has-at' : (await sh(sandbox, `git cat-file -e ${input.atCommit}^{commit}`)).exitCode === 0;
       if (!hasAt) {
         // Commits on the work branch only append, so the latest snapshot contains every earlier head.
-        const snapshot = await mirror.resolve(workSnapshotRef(workflowId));
+        const snapshot = await mirror.resolve(workSnapshotRef(key));
         if (!snapshot) throw ApplicationFailure.nonRetryable(`commit ${input.atCommit} of ${workBranch} is neither in the sandbox nor in the host mirror`, 'WorkLost');
-        await putFile(sandbox, TRANSFER_DIR, 'work.bundle', await mirror.bundle([workSnapshotRef(workflowId)]));
-        await shOk(sandbox, `${git} fetch --quiet ${TRANSFER_DIR}/work.bundle "${workSnapshotRef(workflowId)}:refs/cadenza/snapshot"`, { step: 'provisioning: bringing the work in' });
+        await putFile(sandbox, TRANSFER_DIR, 'work.bundle', await mirror.bundle([workSnapshotRef(key)]));
+        await shOk(sandbox, `${git} fetch --quiet ${TRANSFER_DIR}/work.bundle "${workSnapshotRef(key)}:refs/cadenza/snapshot"`, { step: 'provisioning: bringing the work in' });
       }
       const head = cloned && hasAt ? probe.at(-1) : (await shOk(sandbox, 'git rev-parse HEAD', { step: 'provisioning: reading the head' })).trim();
       if (head !== input.atCommit) await shOk(sandbox, `${git} checkout --quiet --force -B ${workBranch} ${input.atCommit} && git clean -fdq`, { step: 'provisioning: moving the work branch' });
@@ -164,23 +181,27 @@ export function createSandboxActivities(deps: ActivityDeps) {
 
   /** `before_run`: before every agent session; a failure aborts the attempt (it is retried). */
   async function runBeforeRunHook(input: { workflowId: string; contract: ContractSettings }): Promise<void> {
-    const hook = await runHook(sandboxFor(deps, input.workflowId, input.contract), input.workflowId, input.contract, 'before_run', input.contract.config.hooks.beforeRun);
+    const key = runKey(input);
+    const hook = await runHook(sandboxFor(deps, key, input.contract), key, input.contract, 'before_run', input.contract.config.hooks.beforeRun);
     if (!hook.ok) throw ApplicationFailure.retryable(`hooks.before_run failed:\n${hook.output}`, 'HookFailed');
   }
 
   /** `after_run`: after every agent session; failures are logged and ignored. */
   async function runAfterRunHook(input: { workflowId: string; contract: ContractSettings }): Promise<void> {
-    if (!(await sandboxExists(deps.docker, input.workflowId))) return;
-    await runHook(sandboxFor(deps, input.workflowId, input.contract), input.workflowId, input.contract, 'after_run', input.contract.config.hooks.afterRun).catch(() => undefined);
+    const key = runKey(input);
+    if (!(await sandboxExists(deps.docker, key))) return;
+    await runHook(sandboxFor(deps, key, input.contract), key, input.contract, 'after_run', input.contract.config.hooks.afterRun).catch(() => undefined);
   }
 
   /** Removes container and workspace volume; `before_remove` runs first and may fail harmlessly. */
   async function removeSandbox(input: { workflowId: string; contract: ContractSettings }): Promise<{ removed: boolean }> {
-    if (await sandboxExists(deps.docker, input.workflowId)) {
-      const sandbox = sandboxFor(deps, input.workflowId, input.contract);
-      await runHook(sandbox, input.workflowId, input.contract, 'before_remove', input.contract.config.hooks.beforeRemove).catch(() => undefined);
+    const key = runKey(input);
+    if (await sandboxExists(deps.docker, key)) {
+      await runHook(sandboxFor(deps, key, input.contract), key, input.contract, 'before_remove', input.contract.config.hooks.beforeRemove).catch(() => undefined);
     }
-    const removed = await removeContainer(deps.docker, input.workflowId);
+    const removed = await removeContainer(deps.docker, key);
+    // The run is over: its snapshot on the remote is no longer needed (this host's mirror keeps it).
+    await publishSnapshot(deps, deps.mirrors.get(input.contract.config.repo.url), key, undefined);
     return { removed: removed.container || removed.volume };
   }
 

@@ -59,7 +59,11 @@ export function createTrackerActivities(deps: ActivityDeps) {
     const tracker = deps.tracker(input.tracker);
     // The state first: a retry after a failed comment write sets it again, which changes nothing.
     if (input.state) await tracker.setState(input.issueId, input.state);
-    const proof = input.proofRef ? await deps.artifacts.getText(input.proofRef) : '';
+    // A proof stored on a host that was lost (a local artifact store) is named, not waited for.
+    const proof = input.proofRef ? await deps.artifacts.getText(input.proofRef).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT' && !/is not in /.test(error.message)) throw error;
+      return `(The proof summary ${input.proofRef} is not in this worker's artifact store: it was kept on a host that is gone. Share the store between hosts with CADENZA_STORE.)`;
+    }) : '';
     const body = input.body.replace('{{proof}}', proof);
     let commentId = input.commentId;
     if (!commentId) commentId = (await tracker.listComments(input.issueId)).find((comment) => comment.body.startsWith(WORKPAD_MARKER))?.id ?? null;

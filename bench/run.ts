@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- overhead first-turn concurrency resume egress]`: Cadenza's benchmarks against a
+ * `npm run bench [-- overhead first-turn concurrency resume egress hosts]`: Cadenza's benchmarks against a
  * Temporal dev server started here (free ports, throw-away database) and the real Docker engine.
  * Each prints a table and writes bench/results/<name>.json; the end prints every target, pass or fail.
  *
@@ -17,6 +17,7 @@ import { ensureTemporalCli, freePort, startDevServer } from '../infra/temporal.t
 import { concurrency } from './concurrency.ts';
 import { egress } from './egress.ts';
 import { firstTurn } from './first-turn.ts';
+import { hosts } from './hosts.ts';
 import { envInt, fmtS, onCleanup, runCleanups, table, writeResult, type BenchContext, type BenchOutcome, type Target } from './lib/common.ts';
 import { sweepSandboxes } from './lib/sandboxes.ts';
 import { overhead } from './overhead.ts';
@@ -28,6 +29,7 @@ const BENCHMARKS: Record<string, (ctx: BenchContext) => Promise<BenchOutcome>> =
   concurrency,
   resume,
   egress,
+  hosts,
 };
 
 const log = (line: string) => console.error(`[bench] ${line}`);

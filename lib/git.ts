@@ -148,6 +148,25 @@ export class RepoMirror {
     await git(this.dir, ['update-ref', '-d', ref], { allowFail: true });
   }
 
+  /**
+   * Copies a ref of this mirror (a work snapshot under refs/cadenza/) to the remote, replacing what it
+   * held, so another host can rebuild from it; with `commit` undefined, deletes it there.
+   */
+  async publishRef(ref: string, commit: string | undefined): Promise<void> {
+    try {
+      await git(this.dir, ['push', '--quiet', '--force', 'origin', commit ? `${commit}:${ref}` : `:${ref}`]);
+    } catch (error) {
+      throw new GitError(`cannot ${commit ? 'push' : 'delete'} ${ref} on ${this.url}: ${(error as Error).message}`);
+    }
+  }
+
+  /** Fetches one ref from the remote into the same ref here; undefined when the remote has none. */
+  async fetchRef(ref: string): Promise<string | undefined> {
+    if ((await this.remoteTip(ref)) === undefined) return undefined;
+    await git(this.dir, ['fetch', '--quiet', 'origin', `+${ref}:${ref}`]);
+    return this.resolve(ref);
+  }
+
   /** A bundle of exactly `commit` (and its history), under `ref` in the bundle. */
   async bundleCommit(commit: string, ref: string): Promise<Buffer> {
     await this.setRef(ref, commit);

@@ -4,7 +4,7 @@
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
-import type { Contract } from '../lib/contract/index.ts';
+import type { CadenzaConfig, Contract } from '../lib/contract/index.ts';
 import type { Issue } from '../lib/tracker/types.ts';
 import type { StoppedProcess } from '../lib/sandbox/leftovers.ts';
 import type { FileChange } from '../lib/proof/changes.ts';
@@ -44,8 +44,13 @@ export const phaseKey = defineSearchAttributeKey('CadenzaPhase', SearchAttribute
 export const issueKey = defineSearchAttributeKey('CadenzaIssue', SearchAttributeType.KEYWORD);
 export const repoKey = defineSearchAttributeKey('CadenzaRepo', SearchAttributeType.KEYWORD);
 
-/** One workflow per issue: the id is derived from tracker kind and identifier. */
-export function issueWorkflowId(trackerKind: string, identifier: string): string {
+/** One workflow per issue and project: `cadenza-<project id>-<identifier>`. */
+export function issueWorkflowId(config: Pick<CadenzaConfig, 'project' | 'tracker'>, identifier: string): string {
+  return config.project ? `cadenza-${config.project.id}-${identifier}` : legacyIssueWorkflowId(config.tracker.kind, identifier);
+}
+
+/** The id runs had before projects had ids (tracker kind and identifier only): runs started so keep it. */
+export function legacyIssueWorkflowId(trackerKind: string, identifier: string): string {
   return `cadenza-${trackerKind}-${identifier}`;
 }
 
@@ -207,6 +212,8 @@ export interface IssueStatus {
   tokens: TokenUsage;
   model: string | null;
   lastError: string | null;
+  /** The worker host holding the run's sandbox (absent: runs from before host queues, or not placed yet). */
+  host?: string;
   proof: ProofResult[];
   decision: { kind: 'approved' | 'rejected'; by: string; text?: string; commit?: string } | null;
   /** The commit an approval would land: the head of the latest passed proof. */
@@ -247,6 +254,8 @@ export interface Timing {
   continueAsNewAfterEvents?: number;
   /** ... or this many bytes (default 1 MiB). Temporal also suggests it on its own limits. */
   continueAsNewAfterBytes?: number;
+  /** A host whose queue takes no step of the run for this long is lost: the run moves (default 10 min). */
+  hostLossMs?: number;
 }
 
 /**
@@ -270,6 +279,8 @@ export interface CarriedState {
   /** Why the previous round did not land (for the agent.max_rounds error). */
   lastRoundEnded?: string;
   undelivered: IssueStatus['comments'];
+  /** The task queue of the host holding the sandbox: the continuation's sandbox steps go there too. */
+  hostQueue?: string;
   /** The reviewer's conversation so far (the next review continues it). */
   reviewTranscript?: string | null;
 }

@@ -6,6 +6,7 @@
  */
 import {
   allHandlersFinished,
+  ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   condition,
@@ -16,6 +17,7 @@ import {
   proxyActivities,
   setCurrentDetails,
   setHandler,
+  TimeoutFailure,
   upsertMemo,
   upsertSearchAttributes,
   workflowInfo,
@@ -24,9 +26,12 @@ import {
 import type { AgentSessionResult } from '../activities/agent.ts';
 import type { Activities } from '../activities/index.ts';
 import type { ContractSettings, ProofCommand } from '../lib/contract/index.ts';
+import { progressEntry, type ProgressEntry } from './progress.ts';
+import { changesRequested, reviewDetails, reviewEvent, reviewFeedback, reviewOutcome } from './review.ts';
 import {
   approveLandingSignal,
   approveLandingUpdate,
+  impactNoticeSignal,
   issueKey,
   phaseKey,
   rejectLandingSignal,
@@ -48,6 +53,7 @@ import {
   type RejectLanding,
   type TrackerUpdate,
 } from './definitions.ts';
+import { invalidImpactNotice, keepNotice, noticeDetails, noticeEvent, noticeFeedback, toldEvent } from './impact.ts';
 
 /** Why a decision payload is not acceptable, or null when it is. */
 function invalidDecision(kind: 'approveLanding' | 'rejectLanding', payload: unknown): string | null {
@@ -79,6 +85,11 @@ function wrongCommit(commit: string | undefined, head: string | null | undefined
 }
 
 /** The innermost message: "Activity task failed" says less than what made the activity fail. */
+/** A step its host's queue never started: the host's worker is gone (schedule-to-start timeout). */
+function hostLost(error: unknown): boolean {
+  return error instanceof ActivityFailure && error.cause instanceof TimeoutFailure && error.cause.timeoutType === 'SCHEDULE_TO_START';
+}
+
 function rootMessage(error: unknown): string {
   let current = error as { message?: string; cause?: unknown } | undefined;
   while (current?.cause) current = current.cause as { message?: string; cause?: unknown };
@@ -192,6 +203,24 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
     undelivered = undelivered.slice(-HISTORY_CAPS.comments);
     status.seenCommentIds = seen.slice(-HISTORY_CAPS.seenCommentIds);
   });
+  // A change landed that touches this run's work (activities/impact.ts): recorded in the status and the
+  // workpad's log, carried by the next round's prompt. A malformed one is recorded and ignored, as above.
+  let noticesToShow = false;
+  setHandler(impactNoticeSignal, (notice) => {
+    const problem = invalidImpactNotice(notice);
+    if (problem) {
+      status.lastError = problem;
+      return;
+    }
+    // A retried sender signals again: one notice per landed commit.
+    if (status.impact?.some((known) => known.commit === notice.commit)) return;
+    const kept = keepNotice(notice, status.round);
+    status.impact = [...(status.impact ?? []), kept].slice(-HISTORY_CAPS.impactNotices);
+    status.impactCount = (status.impactCount ?? 0) + 1;
+    const line = noticeEvent(kept);
+    if (!events.includes(line)) events.push(line);
+    noticesToShow = true;
+  });
   // Signals cannot answer, so a bad one is recorded in status.lastError and otherwise ignored.
   setHandler(approveLandingSignal, (decision) => {
     const problem = invalidDecision('approveLanding', decision)
@@ -240,10 +269,20 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
     heartbeatTimeout,
     retry: { initialInterval: Math.min(retryInitial, 1_000), maximumInterval: 30_000 },
   };
-  const acts = proxyActivities<Activities>(short);
-  const trackerActs = proxyActivities<Activities>({ ...short, startToCloseTimeout: 60_000, scheduleToCloseTimeout: 15 * 60_000, retry: { ...short.retry, maximumInterval: 60_000 } });
+  // A run's sandbox steps go to the queue of the host that holds its sandbox once it is placed (runs
+  // from before host queues: the shared queue, where every worker serves them).
+  let hostQueue: string | undefined = carried?.hostQueue;
+  // A step its host's queue does not start within this is taken as the host being lost (see onHostOrMoved).
+  const hostLossMs = timing.hostLossMs ?? 10 * 60_000;
+  const onHost = (options: ActivityOptions) => proxyActivities<Activities>(hostQueue ? { ...options, taskQueue: hostQueue, scheduleToStartTimeout: hostLossMs } : options);
+  const acts = () => onHost(short);
+  // Placement waits while every host is full (worker.max_sandboxes); each refusal is retried soon.
+  const placeActs = proxyActivities<Activities>({ startToCloseTimeout: 60_000, scheduleToCloseTimeout: 24 * 60 * 60_000, retry: { initialInterval: 1_000, maximumInterval: 10_000 } });
+  // Tracker writes go to the host too: the workpad shows the proof summary from the host's artifact store.
+  const trackerOptions: ActivityOptions = { ...short, startToCloseTimeout: 60_000, scheduleToCloseTimeout: 15 * 60_000, retry: { ...short.retry, maximumInterval: 60_000 } };
+  const trackerActs = () => onHost(trackerOptions);
   // Symphony's backoff for failed sessions: min(10 s * 2^(n-1), agent.max_retry_backoff_ms).
-  const agentActs = proxyActivities<Activities>({
+  const agentOptions: ActivityOptions = {
     startToCloseTimeout: config.agent.turnTimeoutMs * config.agent.maxTurns,
     heartbeatTimeout: timing.heartbeatTimeoutMs ?? (config.agent.stallTimeoutMs || 300_000),
     retry: {
@@ -253,16 +292,22 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
       maximumAttempts: 10,
       nonRetryableErrorTypes: ['ContractError', 'BudgetExhausted', 'ModelAuthError', 'ModelRequestError'],
     },
-  });
+  };
+  const agentActs = () => onHost(agentOptions);
   const checkActs = (command: ProofCommand) =>
     // Time enough to outlast a Docker engine restart; a hung check is cut by its own timeout first.
-    proxyActivities<Activities>({ startToCloseTimeout: command.timeoutMs + 60_000, scheduleToCloseTimeout: 2 * command.timeoutMs + 10 * 60_000, heartbeatTimeout, retry: { initialInterval: 1_000, maximumInterval: 16_000 } });
-  const landActs = proxyActivities<Activities>({
+    onHost({ startToCloseTimeout: command.timeoutMs + 60_000, scheduleToCloseTimeout: 2 * command.timeoutMs + 10 * 60_000, heartbeatTimeout, retry: { initialInterval: 1_000, maximumInterval: 16_000 } });
+  const landOptions: ActivityOptions = {
     startToCloseTimeout: timing.activityStartToCloseMs ?? 30 * 60_000,
     scheduleToCloseTimeout: 2 * 60 * 60_000,
     heartbeatTimeout,
     retry: { initialInterval: Math.min(retryInitial, 2_000), maximumInterval: 60_000 },
-  });
+  };
+  const landActs = () => onHost(landOptions);
+  // Telling the project's other open runs about a landing runs on the landing run's host: its mirror has
+  // just fetched the target and made the landing merge, and holds the snapshots of the runs on this host
+  // even where the remote refused their publish (the other hosts' come from the remote).
+  const impactActs = () => onHost({ ...short, startToCloseTimeout: 5 * 60_000, scheduleToCloseTimeout: 15 * 60_000 });
 
   const setPhase = (phase: Phase, details?: string) => {
     // The run moved on: an earlier error (a retried step, a mistimed signal) no longer describes it.
@@ -288,6 +333,8 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
     const { namespace } = workflowInfo();
     return [
       ...(proof.integrity?.length ? ['### Test integrity warnings', ...proof.integrity.map((line) => `- ${line}`), ''] : []),
+      ...reviewDetails(proof.review),
+      ...noticeDetails((status.impact ?? []).filter((notice) => notice.toldInRound === undefined)),
       '### Awaiting approval',
       `Head commit: \`${head}\` (round ${proof.round})`,
       '',
@@ -352,11 +399,16 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
         droppedEvents += events.length - HISTORY_CAPS.workpadEvents;
         events = events.slice(-HISTORY_CAPS.workpadEvents);
       }
-      status.workpadCommentId = await trackerActs.updateWorkpad({
+      status.workpadCommentId = await trackerActs().updateWorkpad({
         tracker: config.tracker, issueId: issue.id, commentId: status.workpadCommentId, body: renderWorkpad(), proofRef: latestProof, ...(state ? { state } : {}),
       });
+      // The issue is where Cadenza just moved it (the next poll confirms it).
+      if (state) status.trackerState = state;
     });
-  const moveTo = (state: string) => report(() => trackerActs.trackerSetState({ tracker: config.tracker, issueId: issue.id, state }));
+  const moveTo = (state: string) => report(async () => {
+    await trackerActs().trackerSetState({ tracker: config.tracker, issueId: issue.id, state });
+    status.trackerState = state;
+  });
   /** Moves the issue and logs the event: one activity on lean runs, two (in that order) on runs from before. */
   const moveAndComment = async (state: string, event: string) => {
     if (lean) return comment(event, state);
@@ -371,7 +423,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
    * One agent session. If the issue leaves the active states the session is cancelled, the sandbox
    * and the session's checkpoint are kept, and it resumes once the issue is active again.
    */
-  const runSession = async (session: { round: number; previousTranscript: string | null; feedback: string | null }): Promise<AgentSessionResult> => {
+  const runSession = async (session: { round: number; previousTranscript: string | null; feedback: string | null; progressNote?: string }): Promise<AgentSessionResult> => {
     for (;;) {
       if (status.paused) {
         await comment(`Paused: the issue moved to ${status.trackerState}. The sandbox and the work so far are kept.`);
@@ -381,11 +433,13 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
       const scope = new CancellationScope();
       agentScope = scope;
       try {
-        return await scope.run(async () => {
-          if (!lean || config.hooks.beforeRun) await acts.runBeforeRunHook({ workflowId, contract: settings });
+        return await scope.run(() => onHostOrMoved('the agent session', async () => {
+          if (!lean || config.hooks.beforeRun) await acts().runBeforeRunHook({ workflowId, contract: settings });
           // Summaries label the UI's timeline; they are metadata, not part of what replay compares.
-          return agentActs.runAgentSession.executeWithOptions({ summary: `Round ${session.round}: agent session` }, [{ workflowId, issue, contract, ...session, tokensBefore: status.tokens.total }]);
-        });
+          // The prompt shows the issue's state as the tracker last reported it, not as it was at dispatch.
+          const current = { ...issue, state: status.trackerState || issue.state };
+          return agentActs().runAgentSession.executeWithOptions({ summary: `Round ${session.round}: agent session` }, [{ workflowId, issue: current, contract, ...session, tokensBefore: status.tokens.total, ...(rebuilds ? { rebuilds } : {}) }]);
+        }));
       } catch (error) {
         // Our own pause, not a cancellation of the whole run: wait and go again.
         if (isCancellation(error) && status.paused && !CancellationScope.current().consideredCancelled) continue;
@@ -403,6 +457,15 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
   const hostProof = patched('host-proof');
   // Every round counts against agent.max_rounds, whatever started it (failed proof, rejection, conflict).
   const boundedRounds = patched('bounded-rounds');
+  // Each round ends with an entry in the run's progress note, which later rounds start with; with a
+  // review: section, a read-only reviewer answers after the checks pass.
+  const progressNotes = patched('progress-note');
+  const reviewing = Boolean(config.review) && patched('reviewer');
+  // The run is placed on a worker host with room, and its sandbox steps go to that host's task queue.
+  const hostAffinity = patched('host-affinity');
+  // A run that lands tells the project's other open runs whose work it touches; an impact notice wakes the
+  // approval wait to show it on the workpad and in the approver's details.
+  const impactNotices = patched('impact-notices');
   const maxRounds = config.agent.maxRounds ?? DEFAULT_MAX_ROUNDS;
   /** Why the latest round did not land, for the error when the rounds run out. */
   let lastRoundEnded = '';
@@ -421,18 +484,82 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
     return info.continueAsNewSuggested || info.historyLength >= continueAsNewAfterEvents || info.historySize >= continueAsNewAfterBytes;
   };
 
+  // The head of the work so far (the last round's snapshot): where a sandbox is rebuilt.
+  let lastHead = '';
+  /** Times the sandbox was rebuilt on another host: a session after a rebuild starts afresh. */
+  let rebuilds = 0;
+  /**
+   * Runs a step of the run's host. When the host's queue does not start it within timing.hostLossMs
+   * (the host's worker is gone), the run is placed on another host, its sandbox rebuilt there at the
+   * work's last snapshot (kept on the git remote), and the step runs again there. Runs from before
+   * host queues (no host) fail as before.
+   */
+  const onHostOrMoved = async <T>(what: string, step: () => Promise<T>): Promise<T> => {
+    let rebuild = false;
+    for (;;) {
+      try {
+        if (rebuild) await acts().provisionSandbox({ workflowId, contract: settings, workBranch, atCommit: lastHead });
+        return await step();
+      } catch (error) {
+        if (!hostQueue || !hostLost(error)) throw error;
+        const lost = status.host ?? hostQueue;
+        hostQueue = undefined;
+        const placement = await placeActs.placeRun.executeWithOptions({ summary: `Placing the run on another host (${lost} is lost)` }, [{ workflowId, contract: settings }]);
+        hostQueue = placement.hostQueue;
+        status.host = placement.host;
+        rebuild = Boolean(lastHead);
+        if (rebuild) rebuilds += 1;
+        await comment(`Host ${lost} took no step for ${duration(hostLossMs)} (${what}): the run moved to host ${placement.host}${rebuild ? `, its sandbox rebuilt there at ${lastHead.slice(0, 12)}` : ''}.`);
+      }
+    }
+  };
+
+  /** Writes a round's entry into the run's progress note (artifact store); the status keeps its reference and an excerpt. */
+  const writeNote = async (entry: ProgressEntry) => {
+    if (!progressNotes) return;
+    status.progress = await onHostOrMoved('the progress note', () => acts().recordProgress({
+      workflowId, contract: settings, identifier: issue.identifier, title: issue.title, previous: status.progress?.ref ?? null, entry,
+    }));
+  };
+  /** The reviewer's conversation so far: each review continues it, so it sees what it asked for before. */
+  let reviewTranscript: string | null = carried?.reviewTranscript ?? null;
+  // The reviewer's session: its own bounds (review.max_turns, review.budget_tokens); a retry starts the review again.
+  const reviewOptions: ActivityOptions = {
+    startToCloseTimeout: config.agent.turnTimeoutMs * (config.review?.maxTurns ?? 1),
+    heartbeatTimeout,
+    retry: {
+      initialInterval: retryInitial,
+      backoffCoefficient: 2,
+      maximumInterval: Math.max(retryInitial, config.agent.maxRetryBackoffMs),
+      maximumAttempts: 5,
+      nonRetryableErrorTypes: ['ContractError', 'ModelAuthError', 'ModelRequestError', 'ReviewIncomplete', 'WorkLost'],
+    },
+  };
+  /** Puts the reviewer's verdict and comments into the round's proof (its walkthrough and summary too). */
+  const review = async (proof: ProofResult, round: number, baseCommit: string) => {
+    const reviewed = await onHostOrMoved('the review', () => onHost(reviewOptions).runReview.executeWithOptions({ summary: `Round ${round}: review` }, [{
+      workflowId, contract: settings, issue, round, baseCommit, headCommit: proof.headCommit,
+      diff: proof.diff.ref, walkthrough: proof.walkthrough.ref, summary: proof.summary.ref,
+      previousTranscript: reviewTranscript, tokensBefore: status.reviewTokens?.total ?? 0,
+    }]));
+    Object.assign(proof, { review: reviewed.review, walkthrough: reviewed.walkthrough, summary: reviewed.summary });
+    reviewTranscript = reviewed.review.transcript.ref;
+    const used = status.reviewTokens ?? { input: 0, output: 0, total: 0 };
+    const { tokens } = reviewed.review;
+    status.reviewTokens = { input: used.input + tokens.input, output: used.output + tokens.output, total: used.total + tokens.total };
+  };
+
   try {
     const started = `Cadenza started working on ${issue.identifier} (workflow \`${workflowId}\`, branch \`${workBranch}\`).`;
     let baseCommit = '';
     let previousTranscript: string | null = null;
     let feedback: string | null = null;
     let failedProofRounds = 0;
-    let lastHead = '';
     if (carried) {
       ({ baseCommit, lastHead, previousTranscript, feedback, failedProofRounds } = carried);
       lastRoundEnded = carried.lastRoundEnded ?? '';
     } else if (!lean) {
-      const provisioned = await acts.provisionSandbox({ workflowId, contract: settings, workBranch });
+      const provisioned = await acts().provisionSandbox({ workflowId, contract: settings, workBranch });
       status.sandbox = provisioned.sandbox;
       await moveAndComment(config.tracker.inProgressState, started);
       baseCommit = lastHead = provisioned.baseCommit;
@@ -450,14 +577,21 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
         await condition(allHandlersFinished);
         const handover: CarriedState = {
           round, status: { ...status, proof: status.proof.slice(-PROOFS_CARRIED) }, baseCommit, lastHead,
+          ...(reviewTranscript ? { reviewTranscript } : {}),
           previousTranscript, feedback, failedProofRounds, events, droppedEvents, latestProof, undelivered, lastRoundEnded,
+          ...(hostQueue ? { hostQueue } : {}),
         };
         await continueAsNew<typeof issueWorkflow>({ ...input, carried: handover });
       }
       status.round = round;
       const firstProvisioning = lean && round === 1;
       if (firstProvisioning) {
-        const provisioned = await acts.provisionSandbox({ workflowId, contract: settings, workBranch });
+        if (hostAffinity && !hostQueue) {
+          const placement = await placeActs.placeRun.executeWithOptions({ summary: 'Placing the run on a worker host' }, [{ workflowId, contract: settings }]);
+          hostQueue = placement.hostQueue;
+          status.host = placement.host;
+        }
+        const provisioned = await onHostOrMoved('provisioning', () => acts().provisionSandbox({ workflowId, contract: settings, workBranch }));
         status.sandbox = provisioned.sandbox;
         baseCommit = lastHead = provisioned.baseCommit;
         await moveAndComment(config.tracker.inProgressState, started);
@@ -467,14 +601,27 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
       // reset to a round start (or a lost container) rebuilds or rewinds it. Patched: runs recorded
       // before this change replay without it.
       if (!firstProvisioning && patched('sandbox-each-round')) {
-        await acts.provisionSandbox({ workflowId, contract: settings, workBranch, atCommit: lastHead });
+        await onHostOrMoved('provisioning', () => acts().provisionSandbox({ workflowId, contract: settings, workBranch, atCommit: lastHead }));
       }
+      // What people asked this round (comments delivered now, a rejection later), for the progress note.
+      let asked: NonNullable<ProgressEntry['people']> = [];
       if (undelivered.length) {
         feedback = [feedback, `New comments on the issue:\n${undelivered.map((c) => `- ${c.author}: ${c.body}`).join('\n')}`].filter(Boolean).join('\n\n');
+        asked = undelivered.map((c) => ({ by: c.author, text: c.body, kind: 'comment' as const }));
         undelivered = [];
       }
-      const session = await runSession({ round, previousTranscript, feedback });
-      if (!lean || config.hooks.afterRun) await acts.runAfterRunHook({ workflowId, contract: settings });
+      // Changes that landed under the work since the last prompt: the agent brings its branch up to date.
+      const untold = (status.impact ?? []).filter((notice) => notice.toldInRound === undefined);
+      if (untold.length) {
+        feedback = [feedback, noticeFeedback(untold)].filter(Boolean).join('\n\n');
+        for (const notice of untold) notice.toldInRound = round;
+      }
+      const session = await runSession({ round, previousTranscript, feedback, ...(status.progress ? { progressNote: status.progress.ref } : {}) });
+      /** The round's entry in the progress note, written where the round ends. */
+      const noteRound = (outcome: string) => writeNote(progressEntry(round, outcome, {
+        tried: session.summary, proof: status.proof.at(-1)?.round === round ? status.proof.at(-1) : undefined, people: asked,
+      }));
+      if (!lean || config.hooks.afterRun) await onHostOrMoved('after_run', () => acts().runAfterRunHook({ workflowId, contract: settings }));
       previousTranscript = session.transcript.ref;
       status.turns += session.turns;
       status.attempt = session.attempt;
@@ -489,43 +636,54 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
       }
 
       setPhase('Verifying');
-      const { headCommit, stoppedProcesses, protectedChanged } = await acts.commitWork({
+      const { headCommit, stoppedProcesses, protectedChanged } = await onHostOrMoved('committing the work', () => acts().commitWork({
         workflowId, contract: settings, identifier: issue.identifier, title: issue.title, round, summary: session.summary, roundStart: lastHead, baseCommit,
-      });
+      }));
       lastHead = headCommit;
-      const checks = [];
+      const checks: ProofCheck[] = [];
       for (const command of config.proof.commands) {
-        checks.push(await checkActs(command).runProofCheck.executeWithOptions({ summary: `Round ${round}: proof check ${command.name}` }, [{ workflowId, contract: settings, command, commit: headCommit, workBranch }]));
+        checks.push(await onHostOrMoved(`check ${command.name}`, () => checkActs(command).runProofCheck.executeWithOptions({ summary: `Round ${round}: proof check ${command.name}` }, [{ workflowId, contract: settings, command, commit: headCommit, workBranch }])));
       }
       let baseTests: ProofCheck[] | undefined;
       const requiredCommands = config.proof.commands.filter((command) => command.required);
       if (hostProof && config.proof.baseTests !== false && protectedChanged?.length && requiredCommands.length) {
         const timeoutMs = requiredCommands.reduce((sum, command) => sum + command.timeoutMs, 0);
-        baseTests = await checkActs({ ...requiredCommands[0]!, timeoutMs }).runBaseTests.executeWithOptions(
+        baseTests = await onHostOrMoved("the base's tests", () => checkActs({ ...requiredCommands[0]!, timeoutMs }).runBaseTests.executeWithOptions(
           { summary: `Round ${round}: the base's tests on the new code` },
           [{ workflowId, contract: settings, baseCommit, headCommit, protectedChanged, workBranch }],
-        );
+        ));
       }
-      const proof = await acts.collectEvidence({
+      const proof = await onHostOrMoved('collecting the evidence', () => acts().collectEvidence({
         workflowId, contract: settings, identifier: issue.identifier, title: issue.title, round,
         baseCommit, headCommit, checks, agentSummary: session.summary, tokens: status.tokens, model: session.model,
         ...(stoppedProcesses?.length ? { stoppedBeforeChecks: stoppedProcesses } : {}),
         ...(baseTests ? { baseTests } : {}),
-      });
+      }));
+      // Work that passed its checks goes to the reviewer before anyone is asked to approve it.
+      if (reviewing && proof.passed) await review(proof, round, baseCommit);
+      const sentBack = changesRequested(proof);
       status.proof.push(proof);
       latestProof = proof.summary.ref;
       const failedChecks = proof.checks.filter((check) => !check.passed).map((check) => `${check.name} exited ${check.exitCode}`);
-      const toReview = lean && proof.passed && config.landing.requireApproval;
+      const toReview = lean && proof.passed && !sentBack && config.landing.requireApproval;
       // Set while a person may approve it (the workpad written next says so); cleared when landing starts.
-      if (proof.passed && config.landing.requireApproval) status.headCommit = headCommit;
-      await comment(`Cadenza proof for round ${round}: ${proof.passed ? 'passed' : 'FAILED'}${failedChecks.length ? ` (${failedChecks.join(', ')})` : ''}`, toReview ? config.tracker.reviewState : undefined);
+      if (proof.passed && !sentBack && config.landing.requireApproval) status.headCommit = headCommit;
+      await comment(`Cadenza proof for round ${round}: ${proof.passed ? 'passed' : 'FAILED'}${failedChecks.length ? ` (${failedChecks.join(', ')})` : ''}${reviewEvent(proof, round + 1)}`, toReview ? config.tracker.reviewState : undefined);
       if (!proof.passed) {
         failedProofRounds += 1;
+        await noteRound(`the proof failed${failedChecks.length ? ` (${failedChecks.join(', ')})` : ''}`);
         if (failedProofRounds >= config.proof.maxRounds) {
           fail(`proof failed in ${failedProofRounds} rounds (proof.max_rounds ${config.proof.maxRounds}); nothing was landed. Evidence: ${proof.walkthrough.ref}`, 'ProofFailed');
         }
         feedback = failureFeedback(proof, round);
         lastRoundEnded = `the proof failed${failedChecks.length ? ` (${failedChecks.join(', ')})` : ''}`;
+        continue;
+      }
+      // A required reviewer asked for changes: another round, with its comments, counted like any other.
+      if (sentBack) {
+        feedback = reviewFeedback(proof.review!, round, headCommit);
+        lastRoundEnded = reviewOutcome(proof.review!);
+        await noteRound(lastRoundEnded);
         continue;
       }
 
@@ -536,9 +694,18 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
         setPhase('AwaitingApproval', approvalDetails(proof));
         // Lean runs moved the issue to review with the proof comment above.
         if (!lean) await moveTo(config.tracker.reviewState);
-        const decided = await condition(() => pending !== null, config.landing.approvalTimeoutMs, {
-          summary: `waiting for approval of ${headCommit.slice(0, 12)}, up to ${duration(config.landing.approvalTimeoutMs)}`,
-        });
+        const waiting = { summary: `waiting for approval of ${headCommit.slice(0, 12)}, up to ${duration(config.landing.approvalTimeoutMs)}` };
+        const approvalDeadline = Date.now() + config.landing.approvalTimeoutMs;
+        const awake = () => pending !== null || (impactNotices && noticesToShow);
+        let decided = await condition(awake, config.landing.approvalTimeoutMs, waiting);
+        // Woken by an impact notice: the workpad and the approver's details show it; the wait goes on to the same deadline.
+        while (decided && pending === null) {
+          noticesToShow = false;
+          setPhase('AwaitingApproval', approvalDetails(proof));
+          const latest = status.impact?.at(-1);
+          if (latest) await comment(noticeEvent(latest));
+          if (pending === null) decided = await condition(awake, Math.max(1, approvalDeadline - Date.now()), waiting);
+        }
         if (!decided || !pending) {
           fail(`no approval or rejection arrived within landing.approval_timeout_ms (${config.landing.approvalTimeoutMs} ms)`, 'ApprovalTimedOut');
         }
@@ -549,6 +716,8 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
           const rejected = `Landing rejected by ${decision.by}:\n\n> ${decision.text}\n\nCadenza starts round ${round + 1} with this feedback.`;
           feedback = `A reviewer (${decision.by}) rejected landing this change. Their feedback:\n\n${decision.text}\n\nAddress it, verify, and call finish again.`;
           lastRoundEnded = `landing rejected by ${decision.by}`;
+          asked = [...asked, { by: decision.by, text: decision.text ?? '', kind: 'rejection' }];
+          await noteRound(lastRoundEnded);
           if (lean) {
             await comment(rejected, config.tracker.inProgressState);
           } else {
@@ -562,19 +731,23 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
 
       setPhase('Landing');
       status.headCommit = null;
-      const landed = await landActs.landChange.executeWithOptions(
+      const landed = await onHostOrMoved('landing', () => landActs().landChange.executeWithOptions(
         { summary: `Round ${round}: ${config.landing.strategy === 'pull_request' ? 'pull request' : 'merge'} into ${config.landing.targetBranch}` },
         [{ workflowId, contract: settings, identifier: issue.identifier, title: issue.title, workCommit: headCommit, workBranch, approvedBy, issueId: issue.id }],
-      );
+      ));
       if (landed.outcome !== 'landed') {
         feedback = landed.outcome === 'conflict'
           ? `Landing found merge conflicts with ${config.landing.targetBranch} in: ${landed.files.join(', ')}. Bring the work branch up to date and resolve them.`
           : `The required checks failed on the result of merging into ${config.landing.targetBranch}:\n${landed.checks.filter((c) => !c.passed).map((c) => `${c.name}: ${c.excerpt}`).join('\n')}`;
         lastRoundEnded = landed.outcome === 'conflict' ? `a merge conflict with ${config.landing.targetBranch}` : `the required checks failed on the merge into ${config.landing.targetBranch}`;
+        await noteRound(`landing stopped: ${landed.outcome === 'conflict'
+          ? `a merge conflict with ${config.landing.targetBranch} in ${landed.files.slice(0, 10).join(', ')}`
+          : `${lastRoundEnded} (${landed.checks.filter((c) => !c.passed).map((c) => `${c.name} exited ${c.exitCode}`).join(', ')})`}`);
         await comment(`Landing stopped: ${landed.outcome === 'conflict' ? 'merge conflict' : 'checks failed on the merged result'}. ${boundedRounds && round >= maxRounds ? 'No rounds are left (agent.max_rounds).' : 'Another round starts.'}`);
         continue;
       }
       const approval = `${approvedBy ? `, approved by ${approvedBy}` : ''}${status.decision?.text ? ` ("${status.decision.text}")` : ''}`;
+      await noteRound(landed.pullRequest ? `pull request #${landed.pullRequest.number} opened${approval}` : `landed as ${landed.commit.slice(0, 12)}${approval}`);
       if (landed.pullRequest) {
         // People merge it; the issue waits in review and closes when the pull request merges.
         const { number, url, branch } = landed.pullRequest;
@@ -594,6 +767,19 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
         config.tracker.doneState,
         `Landed ${issue.identifier} as commit \`${landed.commit}\` on \`${config.landing.targetBranch}\` of ${config.repo.url}${approval}.`,
       );
+      // The project's other open runs whose work this landing touches are told. Best effort: it stands either way.
+      if (impactNotices) {
+        try {
+          const impact = await impactActs().noticeImpact.executeWithOptions(
+            { summary: `Telling open runs whose work ${landed.commit.slice(0, 12)} touches` },
+            [{ workflowId, contract: settings, identifier: issue.identifier, title: issue.title, landedCommit: landed.commit }],
+          );
+          if (impact.told.length) await comment(toldEvent(impact.told, config.landing.targetBranch));
+        } catch (error) {
+          // Cancelled after landing: the run still ends as landed.
+          if (!isCancellation(error)) await comment(`Could not tell the other open runs about this landing: ${rootMessage(error)}`);
+        }
+      }
       setPhase('Done', `Landed as \`${landed.commit}\` on \`${config.landing.targetBranch}\`${approvedBy ? `, approved by ${approvedBy}` : ''}: the merge of head \`${headCommit}\` after ${round} round(s), ${status.tokens.total} tokens.`);
       return { phase: 'Done', landedCommit: landed.commit, rounds: round, tokens: status.tokens, turns: status.turns, model: status.model, headCommit };
     }
@@ -609,6 +795,9 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
     await CancellationScope.nonCancellable(() => comment(`Cadenza's run for ${issue.identifier} failed: ${status.lastError}`));
     throw error;
   } finally {
-    if (!continuing) await CancellationScope.nonCancellable(() => acts.removeSandbox({ workflowId, contract: settings }));
+    // A lost host's sandbox cannot be removed from here: it is left for that host (its labels name the run).
+    if (!continuing) await CancellationScope.nonCancellable(() => acts().removeSandbox({ workflowId, contract: settings }).catch((error: unknown) => {
+      if (!hostLost(error)) throw error;
+    }));
   }
 }

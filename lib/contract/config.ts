@@ -6,6 +6,7 @@ import { ContractError } from './errors.ts';
 import { ECOSYSTEMS, EGRESS_PHASES, HOST_PATTERN, isEcosystem, type EgressConfig, type EgressPhase } from '../egress/policy.ts';
 import { envRefName } from './secrets.ts';
 import { codexCommandModel, symphonyNotes } from './symphony.ts';
+import { derivedProjectId, PROJECT_ID, PROJECT_ID_ALLOWED } from './project.ts';
 import type {
   AgentConfig, CadenzaConfig, HooksConfig, LandingConfig, ModelConfig, ProofCommand, PullRequestHostConfig, ReviewConfig, SandboxConfig, SecretRef,
   TrackerConfig, TrackerKind,
@@ -323,6 +324,19 @@ function repo(s: Section, dir: string, afterCreate: unknown): CadenzaConfig['rep
   };
 }
 
+function project(s: Section, trackerConfig: TrackerConfig, repoUrl: string): { id: string } {
+  const id = s.optional('id');
+  if (id === null) return { id: derivedProjectId(trackerConfig, repoUrl) };
+  if (!PROJECT_ID.test(id)) invalid(s.key('id'), id, PROJECT_ID_ALLOWED);
+  return { id };
+}
+
+/** Symphony's `worker.max_concurrent_agents_per_host` means the same as `max_sandboxes`. */
+function workerSection(s: Section): { maxSandboxes: number | null } {
+  const name = s.get('max_sandboxes') === undefined && s.get('max_concurrent_agents_per_host') !== undefined ? 'max_concurrent_agents_per_host' : 'max_sandboxes';
+  return { maxSandboxes: s.get(name) === undefined ? null : s.int(name, 1, 1) };
+}
+
 function branch(s: Section, name: string, fallback: string): string {
   const v = s.string(name, fallback);
   if (!BRANCH.test(v)) invalid(s.key(name), v, BRANCH_ALLOWED);
@@ -543,6 +557,8 @@ function buildSections(root: Section, dir: string): CadenzaConfig {
   const agentConfig = agent(root.section('agent'), root.section('codex'));
   const repoConfig = repo(root.section('repo'), dir, root.section('hooks').get('after_create'));
   const config: CadenzaConfig = {
+    project: project(root.section('project'), trackerConfig, repoConfig.url),
+    worker: workerSection(root.section('worker')),
     tracker: trackerConfig,
     polling,
     schedule: scheduleConfig,

@@ -134,6 +134,14 @@ export interface ReviewConfig {
 }
 
 export interface CadenzaConfig {
+  /**
+   * Which project this is (WORKFLOW.md's `project.id`, else derived from tracker and repository): part
+   * of workflow, schedule and Docker names. Absent in contracts of runs started before it existed;
+   * those keep their names.
+   */
+  project?: { id: string };
+  /** Where runs go: `max_sandboxes` per worker host (null = no limit). Absent in contracts from before. */
+  worker?: { maxSandboxes: number | null };
   tracker: TrackerConfig;
   polling: { intervalMs: number };
   /** 5-field cron expression for the tracker poll; null = poll every polling.intervalMs. */

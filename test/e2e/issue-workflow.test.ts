@@ -5,13 +5,13 @@ import { approve, issueStatus, reject } from '../../client/issues.ts';
 import { containerName, volumeName } from '../../lib/sandbox/names.ts';
 import { approveLandingSignal, rejectLandingSignal, trackerUpdateSignal } from '../../workflows/definitions.ts';
 import { startFlakyProxy, type FlakyProxy } from '../fakes/flaky-proxy.ts';
-import { World, historyText, sh } from '../helpers/world.ts';
+import { World, historyText, runKeyOf, sh } from '../helpers/world.ts';
 import { SHOUT } from '../fixtures/scripts.ts';
 
 const docker = dockerClient();
 const gone = async (workflowId: string) => {
-  const container = await docker.getContainer(containerName(workflowId)).inspect().then(() => false, () => true);
-  const volume = await docker.getVolume(volumeName(workflowId)).inspect().then(() => false, () => true);
+  const container = await docker.getContainer(containerName(runKeyOf(workflowId))).inspect().then(() => false, () => true);
+  const volume = await docker.getVolume(volumeName(runKeyOf(workflowId))).inspect().then(() => false, () => true);
   return container && volume;
 };
 
@@ -71,7 +71,10 @@ describe('the issue workflow on the real Temporal server, Docker engine and git'
       const summaries = (history.events ?? [])
         .filter((event) => event.activityTaskScheduledEventAttributes && event.userMetadata?.summary?.data)
         .map((event) => JSON.parse(Buffer.from(event.userMetadata!.summary!.data!).toString('utf8')));
-      expect(summaries).toEqual(['Round 1: agent session', 'Round 1: proof check tests', 'Round 1: merge into main']);
+      expect(summaries).toEqual([
+        'Placing the run on a worker host', 'Round 1: agent session', 'Round 1: proof check tests', 'Round 1: merge into main',
+        expect.stringMatching(/^Telling open runs whose work [0-9a-f]{12} touches/),
+      ]);
     });
   });
 });
@@ -330,8 +333,8 @@ describe('proof evidence', () => {
         expect(walkthrough).toContain(`## Processes Cadenza stopped\n- \`node -e ${listen}\`, left running by the agent\n- \`sleep 600\`, left running by a check`);
         // Nothing the agent started runs on while the run waits: its sandbox was stopped when the session
         // ended, and each check ran in a container of its own that is gone.
-        expect((await docker.getContainer(containerName(handle.workflowId)).inspect()).State.Running).toBe(false);
-        const roles = async () => (await docker.listContainers({ all: true, filters: { label: [`dev.cadenza.workflow-id=${handle.workflowId}`] } })).map((container) => container.Labels['dev.cadenza.role']);
+        expect((await docker.getContainer(containerName(runKeyOf(handle.workflowId))).inspect()).State.Running).toBe(false);
+        const roles = async () => (await docker.listContainers({ all: true, filters: { label: [`dev.cadenza.workflow-id=${runKeyOf(handle.workflowId)}`] } })).map((container) => container.Labels['dev.cadenza.role']);
         await world.waitUntil(async () => (await roles()).join() === 'sandbox', 'the checker and exporter containers are removed', 10_000);
         await handle.cancel();
       });

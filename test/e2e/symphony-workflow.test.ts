@@ -103,7 +103,8 @@ describe("Symphony's own WORKFLOW.md, end to end", () => {
       // Symphony's Liquid prompt, first run: attempt is null, so no follow-up context.
       const prompt = requests[0]!.lastUserMessage!;
       expect(prompt).toContain(`You are working on a Linear ticket \`${id}\``);
-      expect(prompt).toContain('Title: Add shout\nCurrent status: Todo');
+      // Cadenza moved the issue to In Progress when the work started: the prompt says where it is now.
+      expect(prompt).toContain('Title: Add shout\nCurrent status: In Progress');
       expect(prompt).toContain('Add shout(text): the text in capitals with "!".');
       expect(prompt).not.toContain('Follow-up context');
       expect(requests[2]!.lastUserMessage).toMatch(/# fail 0/);
@@ -123,6 +124,8 @@ describe("Symphony's own WORKFLOW.md, end to end", () => {
       expect(round2.map((request) => request.turn)).toEqual([3, 4, 5]);
       expect(round2[0]!.lastUserMessage).toContain('This is follow-up attempt #1.');
       expect(round2[0]!.lastUserMessage).toContain("shout('') should be empty");
+      // Back in In Progress after the rejection (it was in Human Review), not as it was at dispatch.
+      expect(round2[0]!.lastUserMessage).toContain('Title: Add shout\nCurrent status: In Progress');
       // Its npm test ran the new test too.
       const passes = (output: string | null) => Number(/# pass (\d+)\n# fail 0\n/.exec(output ?? '')?.[1]);
       expect(passes(round2[2]!.lastUserMessage)).toBe(passes(requests[2]!.lastUserMessage) + 1);
