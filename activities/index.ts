@@ -11,6 +11,7 @@ import { createProofActivities } from './proof.ts';
 import { createReviewActivities } from './review.ts';
 import { createSandboxActivities } from './sandbox.ts';
 import { createTrackerActivities } from './tracker.ts';
+import { createWatchActivities } from './watch.ts';
 
 /**
  * Keeps an activity heartbeating while it runs, so a worker that dies mid-activity is noticed within
@@ -40,6 +41,7 @@ export function createActivities(deps: ActivityDeps) {
       ...createSandboxActivities(deps),
       ...proof,
       ...createLandingActivities(deps, proof),
+      ...createWatchActivities(deps, proof),
       ...createTrackerActivities(deps),
       ...createProgressActivities(deps),
       // The reviewer's session heartbeats with its turns too; a model request that hangs times out on its own.

@@ -74,6 +74,7 @@ export function createPollerActivities(deps: ActivityDeps) {
 
     // Reconcile: a terminal issue cancels its run; any other change (state, human comments) is signalled.
     const running: RunningIssue[] = [];
+    const watchingRuns = new Set<string>();
     let fresh: Issue[];
     try {
       fresh = open.size ? await tracker.fetchIssuesByIds([...open.values()].map((run) => run.issueId)) : [];
@@ -88,9 +89,15 @@ export function createPollerActivities(deps: ActivityDeps) {
       const handle = client.workflow.getHandle(run.workflowId);
       try {
         const status = await handle.query(statusQuery);
+        // A run watching what it landed (watch:) has no agent and no sandbox: it holds no slot, and the issue
+        // it reopened on a regression waits for it to end.
+        const watching = Boolean(status.watch);
+        if (watching) watchingRuns.add(issue.identifier);
         if (terminal.has(issue.state.toLowerCase())) {
           // A run that landed moved its own issue to done and is only cleaning up: it keeps its slot.
-          if (status.landedCommit || status.phase === 'Landing' || status.phase === 'Done') {
+          if (watching) {
+            // Not cancelled: the landing stands and its watch goes on.
+          } else if (status.landedCommit || status.phase === 'Landing' || status.phase === 'Done') {
             running.push({ identifier: issue.identifier, state: issue.state });
           } else {
             await handle.cancel();
@@ -98,7 +105,7 @@ export function createPollerActivities(deps: ActivityDeps) {
           }
           continue;
         }
-        running.push({ identifier: issue.identifier, state: issue.state });
+        if (!watching) running.push({ identifier: issue.identifier, state: issue.state });
         const comments = (await tracker.listComments(issue.id))
           .filter((comment) => !comment.body.startsWith(WORKPAD_MARKER))
           .map(({ id, author, body }) => ({ id, author, body }));
@@ -117,7 +124,7 @@ export function createPollerActivities(deps: ActivityDeps) {
     }
     // Runs whose issue the tracker no longer returns still hold their slots.
     for (const [identifier] of open) {
-      if (!running.some((r) => r.identifier === identifier) && !summary.cancelled.includes(identifier)) running.push({ identifier, state: '' });
+      if (!running.some((r) => r.identifier === identifier) && !summary.cancelled.includes(identifier) && !watchingRuns.has(identifier)) running.push({ identifier, state: '' });
     }
 
     // Dispatch.

@@ -53,6 +53,19 @@ export function createTrackerActivities(deps: ActivityDeps) {
     async updateWorkpad(input: WorkpadInput): Promise<string> {
       return mapped(() => writeWorkpad(input));
     },
+    /**
+     * A comment of its own (not the workpad), which the issue's next run reads like a person's, after
+     * moving the issue to `state` when given. `marker` (a line the body contains) makes it once only:
+     * a retry that finds it does not add it again.
+     */
+    async commentOnIssue(input: { tracker: TrackerConfig; issueId: string; body: string; marker: string; state?: string }): Promise<void> {
+      await mapped(async () => {
+        const tracker = deps.tracker(input.tracker);
+        if (input.state) await tracker.setState(input.issueId, input.state);
+        if ((await tracker.listComments(input.issueId)).some((comment) => comment.body.includes(input.marker))) return;
+        await tracker.addComment(input.issueId, input.body);
+      });
+    },
   };
 
   async function writeWorkpad(input: WorkpadInput): Promise<string> {

@@ -221,6 +221,23 @@ export class RepoMirror {
     }
   }
 
+  /** The first parent of `commit` (for a landing's merge commit: the target as it was before). */
+  async firstParent(commit: string): Promise<string> {
+    return git(this.dir, ['rev-parse', `${commit}^1`], { hermetic: true });
+  }
+
+  /**
+   * What reverting `commit` against its first parent on top of `onto` gives (`git revert -m 1`, as
+   * object arithmetic): merge-tree of `onto` with a commit that holds the first parent's tree on top of
+   * `commit`, so `commit` is the merge base. `onto` must contain `commit`.
+   */
+  async revertTree(commit: string, onto: string): Promise<{ tree: string; conflicts: string[] }> {
+    const before = await this.treeOf(await this.firstParent(commit));
+    if (onto === commit) return { tree: before, conflicts: [] };
+    const undo = await this.commitTree(before, [commit], `Cadenza: undo ${commit}`);
+    return this.mergeTree(onto, undo);
+  }
+
   async treeOf(commit: string): Promise<string> {
     return git(this.dir, ['rev-parse', `${commit}^{tree}`]);
   }

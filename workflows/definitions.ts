@@ -37,7 +37,8 @@ export const HISTORY_CAPS = {
   noticeNames: 20,
 } as const;
 
-export const PHASES = ['Provisioning', 'Working', 'Verifying', 'AwaitingApproval', 'Landing', 'Done', 'Failed', 'Cancelled'] as const;
+/** Watching: after a merge landing, while watch: checks run on the landed commit. Reverted: the landing was reverted after the watch found a regression. */
+export const PHASES = ['Provisioning', 'Working', 'Verifying', 'AwaitingApproval', 'Landing', 'Watching', 'Done', 'Reverted', 'Failed', 'Cancelled'] as const;
 export type Phase = (typeof PHASES)[number];
 
 export const phaseKey = defineSearchAttributeKey('CadenzaPhase', SearchAttributeType.KEYWORD);
@@ -243,6 +244,43 @@ export interface IssueStatus {
   progress?: ProgressNoteRef;
   /** Tokens the reviewer used (its own budget, review.budget_tokens). */
   reviewTokens?: TokenUsage;
+  /** The post-merge watch of the landed commit (with a watch: section, once landed). */
+  watch?: WatchStatus;
+}
+
+/** One check of the watch, as the status keeps it (the whole output is behind `output`). */
+export interface WatchCheck {
+  name: string;
+  passed: boolean;
+  exitCode: number;
+  timedOut: boolean;
+  commit: string;
+  output: ArtifactRef;
+  excerpt: string;
+}
+
+export interface WatchStatus {
+  /** The landed commit watched, and its first parent (the target before the landing). */
+  commit: string;
+  parent?: string;
+  /** Times the checks ran; with every_ms, the end of the window (epoch ms). */
+  runs: number;
+  until?: number;
+  /** null while the first pass runs. */
+  verdict: 'passed' | 'regression' | 'failing_before' | null;
+  /** The latest pass on the landed commit, and the failing commands on its first parent. */
+  checks: WatchCheck[];
+  parentChecks: WatchCheck[];
+  /** The revert of a regression, once prepared: its commit, the target tip it is on, the checks on it, and how it ended. */
+  revert?: {
+    commit: string | null;
+    onto: string;
+    checks: WatchCheck[];
+    outcome: 'awaiting_approval' | 'reverted' | 'pull_request' | 'declined' | 'timed_out' | 'conflict' | 'already_reverted';
+    by?: string;
+    pullRequest?: PullRequestRef;
+    conflicts?: string[];
+  };
 }
 
 /** Test and benchmark knobs; production leaves them unset. */
@@ -310,4 +348,6 @@ export interface IssueWorkflowResult {
   turns?: number;
   model?: string | null;
   headCommit?: string;
+  /** With phase Reverted: the commit on the target that reverts landedCommit (or the pull request that would). */
+  revertCommit?: string;
 }

@@ -17,6 +17,7 @@ import {
   proxyActivities,
   setCurrentDetails,
   setHandler,
+  sleep,
   TimeoutFailure,
   upsertMemo,
   upsertSearchAttributes,
@@ -25,7 +26,7 @@ import {
 } from '@temporalio/workflow';
 import type { AgentSessionResult } from '../activities/agent.ts';
 import type { Activities } from '../activities/index.ts';
-import type { ContractSettings, ProofCommand } from '../lib/contract/index.ts';
+import type { ContractSettings, ProofCommand, WatchConfig } from '../lib/contract/index.ts';
 import { progressEntry, type ProgressEntry } from './progress.ts';
 import { changesRequested, reviewDetails, reviewEvent, reviewFeedback, reviewOutcome } from './review.ts';
 import {
@@ -52,8 +53,10 @@ import {
   type ProofResult,
   type RejectLanding,
   type TrackerUpdate,
+  type WatchStatus,
 } from './definitions.ts';
 import { invalidImpactNotice, keepNotice, noticeDetails, noticeEvent, noticeFeedback, toldEvent } from './impact.ts';
+import { failingBeforeEvent, keepCheck, passedEvent, regressionComment, regressionMarker, revertDetails, watchingEvent } from './watch.ts';
 
 /** Why a decision payload is not acceptable, or null when it is. */
 function invalidDecision(kind: 'approveLanding' | 'rejectLanding', payload: unknown): string | null {
@@ -549,6 +552,123 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
     status.reviewTokens = { input: used.input + tokens.input, output: used.output + tokens.output, total: used.total + tokens.total };
   };
 
+  // A watch pass runs every watch command, and the failing ones again on the first parent.
+  const watchActs = (watch: WatchConfig) => {
+    const checksMs = watch.commands.reduce((sum, command) => sum + command.timeoutMs, 0);
+    return onHost({ startToCloseTimeout: 2 * checksMs + 5 * 60_000, scheduleToCloseTimeout: 4 * checksMs + 20 * 60_000, heartbeatTimeout, retry: { initialInterval: 1_000, maximumInterval: 16_000 } });
+  };
+  /**
+   * The post-merge watch (watch:): the watch commands on the landed commit, once or every every_ms for
+   * window_ms. A command that fails there and passed on the first parent is a regression: the revert is
+   * prepared and checked, the issue reopened with the evidence, and, once a person approves (the same
+   * signal as a landing), the revert lands. Returns the run's result when it reverted, else null (Done).
+   */
+  const watchLanding = async (landedCommit: string, round: number, headCommit: string): Promise<IssueWorkflowResult | null> => {
+    const watch = config.watch!;
+    const target = config.landing.targetBranch;
+    // The sandbox is done with: removed now, so the host has room while the watch goes on, and a host
+    // lost meanwhile has nothing to rebuild.
+    await acts().removeSandbox({ workflowId, contract: settings });
+    status.sandbox = null;
+    lastHead = '';
+    const startedAt = Date.now();
+    const state: WatchStatus = { commit: landedCommit, runs: 0, verdict: null, checks: [], parentChecks: [], ...(watch.everyMs ? { until: startedAt + watch.windowMs } : {}) };
+    status.watch = state;
+    setPhase('Watching', watchingEvent(watch, landedCommit, target, duration));
+    await comment(watchingEvent(watch, landedCommit, target, duration));
+    for (;;) {
+      const pass = await onHostOrMoved('the watch', () => watchActs(watch).watchLanded.executeWithOptions(
+        { summary: `Watch ${state.runs + 1}: ${watch.commands.map((command) => command.name).join(', ')} on ${landedCommit.slice(0, 12)}` },
+        [{ workflowId, contract: settings, landedCommit }],
+      ));
+      Object.assign(state, { runs: state.runs + 1, parent: pass.parent, verdict: pass.verdict, checks: pass.checks.map(keepCheck), parentChecks: pass.parentChecks.map(keepCheck) });
+      if (pass.verdict === 'failing_before') {
+        await comment(failingBeforeEvent(state));
+        return null;
+      }
+      if (pass.verdict === 'regression') break;
+      if (!watch.everyMs || Date.now() + watch.everyMs > startedAt + watch.windowMs) {
+        await comment(passedEvent(state));
+        return null;
+      }
+      await sleep(watch.everyMs);
+    }
+
+    // A regression: the revert, checked, then the issue reopened with the evidence.
+    const failed = state.checks.filter((check) => !check.passed && state.parentChecks.some((before) => before.name === check.name && before.passed)).map((check) => check.name);
+    const revertInput = { workflowId, contract: settings, landedCommit, identifier: issue.identifier, title: issue.title, failed };
+    const plan = await onHostOrMoved('the revert', () => landActs().prepareRevert.executeWithOptions({ summary: `Preparing the revert of ${landedCommit.slice(0, 12)}` }, [revertInput]));
+    const approving = config.landing.requireApproval ? ' (approve it: `cadenza approve` or the approveLanding signal)' : '';
+    const revertLine = plan.outcome === 'ready'
+      ? `Cadenza prepared a revert, \`${plan.commit.slice(0, 12)}\`${watch.revert === 'pull_request' ? ', to open as a pull request' : ` on \`${target}\``}${approving}.`
+      : plan.outcome === 'already' ? `\`${target}\` already reverts it (\`${plan.commit.slice(0, 12)}\`).`
+        : `It cannot be reverted automatically: reverting it on \`${target}\` conflicts in ${plan.files.slice(0, 10).join(', ')}; revert it by hand.`;
+    state.revert = plan.outcome === 'ready'
+      ? { commit: plan.commit, onto: plan.onto, checks: plan.checks.map(keepCheck), outcome: 'awaiting_approval' }
+      : plan.outcome === 'already' ? { commit: plan.commit, onto: plan.commit, checks: [], outcome: 'already_reverted' }
+        : { commit: null, onto: plan.onto, checks: [], outcome: 'conflict', conflicts: plan.files.slice(0, 50) };
+    await report(async () => {
+      await trackerActs().commentOnIssue({
+        tracker: config.tracker, issueId: issue.id, marker: regressionMarker(landedCommit), state: watch.reopenState,
+        body: regressionComment(state, { identifier: issue.identifier, target, reopenState: watch.reopenState, revert: revertLine }),
+      });
+      status.trackerState = watch.reopenState;
+    });
+    const failedNames = failed.map((name) => `\`${name}\``).join(', ');
+    await comment(`Watch: ${failedNames} failed on \`${landedCommit.slice(0, 12)}\` and passed on its first parent: a regression. ${revertLine} The issue is reopened (${watch.reopenState}) with the evidence.`);
+    if (plan.outcome === 'conflict') return null;
+    if (plan.outcome === 'already') {
+      setPhase('Reverted', `The landing \`${landedCommit}\` was already reverted on \`${target}\` by \`${plan.commit}\`.`);
+      return { phase: 'Reverted', landedCommit, revertCommit: plan.commit, rounds: round, tokens: status.tokens, turns: status.turns, model: status.model, headCommit };
+    }
+
+    let approvedBy: string | null = null;
+    if (config.landing.requireApproval) {
+      pending = null;
+      status.decision = null;
+      status.headCommit = plan.commit;
+      setPhase('AwaitingApproval', revertDetails(state, { identifier: issue.identifier, workflowId, namespace: workflowInfo().namespace, target }));
+      const decided = await condition(() => pending !== null, config.landing.approvalTimeoutMs, { summary: `waiting for approval of the revert ${plan.commit.slice(0, 12)}, up to ${duration(config.landing.approvalTimeoutMs)}` });
+      status.headCommit = null;
+      const decision = pending as IssueStatus['decision'];
+      if (!decided || !decision) {
+        state.revert.outcome = 'timed_out';
+        await comment(`No decision on the revert \`${plan.commit.slice(0, 12)}\` within landing.approval_timeout_ms: the landing stays and nothing is reverted.`);
+        return null;
+      }
+      status.decision = decision;
+      state.revert.by = decision.by;
+      if (decision.kind === 'rejected') {
+        state.revert.outcome = 'declined';
+        await comment(`Revert declined by ${decision.by} ("${decision.text ?? ''}"): the landing \`${landedCommit.slice(0, 12)}\` stays.`);
+        return null;
+      }
+      approvedBy = decision.by;
+    }
+    setPhase('Landing', `Reverting \`${landedCommit}\`${approvedBy ? `, approved by ${approvedBy}` : ''}`);
+    const reverted = await onHostOrMoved('the revert', () => landActs().landRevert.executeWithOptions(
+      { summary: `Reverting ${landedCommit.slice(0, 12)} ${watch.revert === 'pull_request' ? 'by pull request' : `on ${target}`}` },
+      [{ ...revertInput, revertCommit: plan.commit, approvedBy }],
+    ));
+    if (reverted.outcome === 'conflict') {
+      Object.assign(state.revert, { outcome: 'conflict', conflicts: reverted.files.slice(0, 50) });
+      await comment(`The revert could not be made on \`${target}\` as it is now: conflicts in ${reverted.files.slice(0, 10).join(', ')}; revert \`${landedCommit.slice(0, 12)}\` by hand.`);
+      return null;
+    }
+    const by = approvedBy ? `, approved by ${approvedBy}` : '';
+    if (reverted.outcome === 'pull_request') {
+      Object.assign(state.revert, { outcome: 'pull_request', commit: reverted.commit, pullRequest: reverted.pullRequest });
+      await comment(`Opened pull request #${reverted.pullRequest.number} to revert \`${landedCommit.slice(0, 12)}\`: ${reverted.pullRequest.url}${by}.`);
+      setPhase('Done', `Landed as \`${landedCommit}\`; the watch found a regression and opened the revert as pull request ${reverted.pullRequest.url}.`);
+      return { phase: 'Done', landedCommit, revertCommit: reverted.commit, rounds: round, tokens: status.tokens, turns: status.turns, model: status.model, headCommit };
+    }
+    Object.assign(state.revert, { outcome: 'reverted', commit: reverted.commit });
+    status.phase = 'Reverted';
+    await comment(`Reverted \`${landedCommit.slice(0, 12)}\` on \`${target}\` as \`${reverted.commit}\`${by}.`);
+    setPhase('Reverted', `Landed as \`${landedCommit}\`, then reverted as \`${reverted.commit}\` on \`${target}\`${by}: ${failedNames} failed on the landing and passed before it.`);
+    return { phase: 'Reverted', landedCommit, revertCommit: reverted.commit, rounds: round, tokens: status.tokens, turns: status.turns, model: status.model, headCommit };
+  };
+
   try {
     const started = `Cadenza started working on ${issue.identifier} (workflow \`${workflowId}\`, branch \`${workBranch}\`).`;
     let baseCommit = '';
@@ -762,7 +882,9 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
         return { phase: 'Done', landedCommit: null, pullRequest: status.pullRequest, rounds: round, tokens: status.tokens, turns: status.turns, model: status.model, headCommit: landed.commit };
       }
       status.landedCommit = landed.commit;
-      status.phase = 'Done';
+      // With watch:, the run goes on watching the landed commit (a regression is reverted once approved).
+      const watching = Boolean(config.watch) && patched('post-merge-watch');
+      status.phase = watching ? 'Watching' : 'Done';
       await moveAndComment(
         config.tracker.doneState,
         `Landed ${issue.identifier} as commit \`${landed.commit}\` on \`${config.landing.targetBranch}\` of ${config.repo.url}${approval}.`,
@@ -779,6 +901,11 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
           // Cancelled after landing: the run still ends as landed.
           if (!isCancellation(error)) await comment(`Could not tell the other open runs about this landing: ${rootMessage(error)}`);
         }
+      }
+      // Watched after a merge landing (watch:); a regression is reverted once a person approves.
+      if (watching) {
+        const reverted = await watchLanding(landed.commit, round, headCommit);
+        if (reverted) return reverted;
       }
       setPhase('Done', `Landed as \`${landed.commit}\` on \`${config.landing.targetBranch}\`${approvedBy ? `, approved by ${approvedBy}` : ''}: the merge of head \`${headCommit}\` after ${round} round(s), ${status.tokens.total} tokens.`);
       return { phase: 'Done', landedCommit: landed.commit, rounds: round, tokens: status.tokens, turns: status.turns, model: status.model, headCommit };

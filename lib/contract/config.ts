@@ -8,7 +8,7 @@ import { envRefName } from './secrets.ts';
 import { codexCommandModel, symphonyNotes } from './symphony.ts';
 import { derivedProjectId, PROJECT_ID, PROJECT_ID_ALLOWED } from './project.ts';
 import type {
-  AgentConfig, CadenzaConfig, HooksConfig, LandingConfig, ModelConfig, ProofCommand, PullRequestHostConfig, ReviewConfig, SandboxConfig, SecretRef,
+  AgentConfig, CadenzaConfig, HooksConfig, LandingConfig, ModelConfig, ProofCommand, PullRequestHostConfig, ReviewConfig, SandboxConfig, SecretRef, WatchConfig,
   TrackerConfig, TrackerKind,
 } from './types.ts';
 
@@ -408,9 +408,10 @@ function review(s: Section, modelConfig: ModelConfig): ReviewConfig {
   };
 }
 
-function proof(s: Section): CadenzaConfig['proof'] {
+/** A list of check commands (`proof.commands`, `watch.commands`); `required` is read only where it means something. */
+function commandList(s: Section, what: string, readRequired: boolean): ProofCommand[] {
   const raw = s.get('commands') ?? [];
-  if (!Array.isArray(raw)) invalid(s.key('commands'), raw, 'a list of { name, run, timeout_ms, required }');
+  if (!Array.isArray(raw)) invalid(s.key('commands'), raw, `a list of { name, run, timeout_ms${readRequired ? ', required' : ''} }`);
   const commands = raw.map((item: unknown, i): ProofCommand => {
     const key = `${s.key('commands')}[${i}]`;
     if (!isMap(item)) invalid(key, item, 'a map with name and run');
@@ -419,14 +420,42 @@ function proof(s: Section): CadenzaConfig['proof'] {
       name: c.required('name', 'a name for the check'),
       run: c.required('run', 'the shell command to run'),
       timeoutMs: c.int('timeout_ms', 600_000, 1),
-      required: c.bool('required', true),
+      required: readRequired ? c.bool('required', true) : true,
     };
   });
   commands.forEach((c, i) => {
     if (commands.findIndex((o) => o.name === c.name) !== i) {
-      invalid(`${s.key('commands')}[${i}].name`, c.name, 'a name not used by another proof command');
+      invalid(`${s.key('commands')}[${i}].name`, c.name, `a name not used by another ${what} command`);
     }
   });
+  return commands;
+}
+
+/**
+ * `watch:` (optional): checks on the landed commit after a merge landing, once or every `every_ms` for
+ * `window_ms`; a regression is reverted by `revert` (commit or pull_request) and the issue reopened.
+ */
+function watch(s: Section, landingSection: Section, trackerConfig: TrackerConfig): WatchConfig {
+  const strategy = landingSection.get('strategy') ?? 'merge';
+  if (strategy !== 'merge') {
+    invalid(s.path, s.raw, 'a watch only with landing.strategy merge',
+      'watch: runs on the commit a merge landing pushed to the target; with landing.strategy pull_request people merge the pull request, so there is no landed commit for Cadenza to watch. Remove watch: or land with strategy merge');
+  }
+  const commands = commandList(s, 'watch', false);
+  if (!commands.length) invalid(s.key('commands'), s.get('commands'), 'at least one { name, run } to run on the landed commit', 'watch.commands: a watch needs at least one command to run on the landed commit, e.g. "watch: { commands: [{ name: integration, run: npm run test:integration }] }"');
+  const everyMs = s.get('every_ms') === undefined ? null : s.int('every_ms', 0, 1000);
+  const windowMs = s.get('window_ms') === undefined ? 0 : s.int('window_ms', 0, 1000);
+  if (everyMs === null && windowMs) invalid(s.key('every_ms'), undefined, 'how often to run the checks within watch.window_ms (milliseconds, at least 1000)', `watch.window_ms is set but watch.every_ms is not: say how often to run the checks within the window, e.g. every_ms: 3600000; or remove window_ms to run them once`);
+  if (everyMs !== null && windowMs < everyMs) invalid(s.key('window_ms'), s.get('window_ms'), `how long to keep watching after landing, at least watch.every_ms (${everyMs})`);
+  const reopenState = s.nonEmpty('reopen_state', trackerConfig.activeStates[0] ?? 'Todo');
+  if (!trackerConfig.activeStates.some((state) => state.toLowerCase() === reopenState.toLowerCase())) {
+    invalid(s.key('reopen_state'), reopenState, `one of tracker.active_states (${trackerConfig.activeStates.join(', ')}), so the reopened issue is worked on again`);
+  }
+  return { commands, everyMs, windowMs, revert: s.oneOf('revert', ['commit', 'pull_request'] as const, 'commit'), reopenState };
+}
+
+function proof(s: Section): CadenzaConfig['proof'] {
+  const commands = commandList(s, 'proof', true);
   const allowNoChecks = s.bool('allow_no_checks', false);
   return {
     commands,
@@ -473,11 +502,11 @@ function pullRequestHost(s: Section, trackerConfig: TrackerConfig, repoUrl: stri
   return { repository, endpoint, apiKey };
 }
 
-function landing(s: Section, baseBranch: string, trackerConfig: TrackerConfig, repoUrl: string): LandingConfig {
+function landing(s: Section, baseBranch: string, trackerConfig: TrackerConfig, repoUrl: string, revertsByPullRequest: boolean): LandingConfig {
   const strategy = s.oneOf('strategy', ['merge', 'pull_request'] as const, 'merge');
   return {
     strategy,
-    ...(strategy === 'pull_request' ? { github: pullRequestHost(s.section('github'), trackerConfig, repoUrl) } : {}),
+    ...(strategy === 'pull_request' || revertsByPullRequest ? { github: pullRequestHost(s.section('github'), trackerConfig, repoUrl) } : {}),
     targetBranch: branch(s, 'target_branch', baseBranch),
     requireApproval: s.bool('require_approval', true),
     approvalTimeoutMs: s.int('approval_timeout_ms', 604_800_000, 1),
@@ -570,10 +599,11 @@ function buildSections(root: Section, dir: string): CadenzaConfig {
     // Without model.name, the model Symphony's codex.command names (--config model=...).
     model: model(root.section('model'), codexCommandModel({ agent: agentConfig }) ?? 'gpt-4.1'),
     proof: proof(root.section('proof')),
-    landing: landing(root.section('landing'), repoConfig.baseBranch, trackerConfig, repoConfig.url),
+    landing: landing(root.section('landing'), repoConfig.baseBranch, trackerConfig, repoConfig.url, root.section('watch').get('revert') === 'pull_request'),
   };
   // `review: {}` asks for a reviewer with the defaults; no `review:` section (or `review:` with nothing, YAML's null) for none.
   if (root.get('review') !== undefined) config.review = review(root.section('review'), config.model);
+  if (root.get('watch') !== undefined) config.watch = watch(root.section('watch'), root.section('landing'), trackerConfig);
   requireProof(config.proof);
   return config;
 }

@@ -133,6 +133,25 @@ export interface ReviewConfig {
   maxOutputTokens: number;
 }
 
+/**
+ * `watch:`: checks run on the target branch after a `merge` landing, on the landed commit, in fresh
+ * checker containers: once, or every `everyMs` for `windowMs`. A check that fails on the landed commit
+ * but passed on its first parent is a regression: Cadenza prepares a revert (approved like a landing),
+ * reopens the issue with the evidence and says so on the workpad. Absent: no watch.
+ */
+export interface WatchConfig {
+  /** Every one must pass; `required` is always true. */
+  commands: ProofCommand[];
+  /** Run the checks again this often (null: once, right after landing). */
+  everyMs: number | null;
+  /** For this long after landing (0 with everyMs null). */
+  windowMs: number;
+  /** How a regression is reverted: a commit on the target, or a pull request (landing.github). */
+  revert: 'commit' | 'pull_request';
+  /** The tracker state a regressed issue is moved back to (default: the first active state). */
+  reopenState: string;
+}
+
 export interface CadenzaConfig {
   /**
    * Which project this is (WORKFLOW.md's `project.id`, else derived from tracker and repository): part
@@ -157,6 +176,8 @@ export interface CadenzaConfig {
   landing: LandingConfig;
   /** The reviewer (WORKFLOW.md's `review:`); absent: none. */
   review?: ReviewConfig;
+  /** The post-merge watch (WORKFLOW.md's `watch:`); absent: none. */
+  watch?: WatchConfig;
 }
 
 export interface Contract {

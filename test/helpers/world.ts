@@ -168,7 +168,7 @@ export class World {
       last = await handle.query(statusQuery).catch(() => last);
       if (last?.phase === phase) return last;
       if (process.env.CADENZA_TEST_TRACE) console.error('status', JSON.stringify(last));
-      if (last && ['Done', 'Failed', 'Cancelled'].includes(last.phase)) {
+      if (last && ['Done', 'Reverted', 'Failed', 'Cancelled'].includes(last.phase)) {
         // What the last failed check said, so a test failing in CI tells why.
         const failedCheck = last.proof.at(-1)?.checks.find((check) => !check.passed);
         throw new Error(`run ended in ${last.phase} (${last.lastError}) while waiting for ${phase}${failedCheck ? `; check ${failedCheck.name} said:\n${failedCheck.excerpt}` : ''}`);

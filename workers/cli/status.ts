@@ -1,7 +1,7 @@
 /** `cadenza status` (the table of runs, or one issue in full) and `cadenza list`. */
 import type { Client, Connection } from '@temporalio/client';
 import { issueStatus } from '../../client/issues.ts';
-import { issueKey, phaseKey, type IssueWorkflowResult } from '../../workflows/definitions.ts';
+import { issueKey, phaseKey, type IssueStatus, type IssueWorkflowResult } from '../../workflows/definitions.ts';
 import { progressNoteLines, reviewLines } from './progress.ts';
 import { addressOf, cadenzaCommand, connect, errorText, locateRun, oneLine, out, table, runConfig, when, withWorker, type Flags, type RunConfig } from './common.ts';
 
@@ -61,6 +61,7 @@ async function issueStatusOf(client: Client, connection: Connection, config: Run
       if (result.model) out(`  model       ${result.model}`);
       if (result.headCommit) out(`  approved    ${result.headCommit}`);
       out(`  landed      ${result.landedCommit ?? '-'}`);
+      if (result.revertCommit) out(`  reverted    by ${result.revertCommit}`);
       if (result.pullRequest) out(`  pull req.   #${result.pullRequest.number} ${result.pullRequest.url}`);
     }
     return;
@@ -87,11 +88,12 @@ async function issueStatusOf(client: Client, connection: Connection, config: Run
     out(`    diff ${proof.diff.ref}, walkthrough ${proof.walkthrough.ref}`);
     for (const line of reviewLines(proof)) out(line);
   }
+  for (const line of watchLines(status)) out(line);
   if (status.reviewTokens) out(`  reviewer    ${status.reviewTokens.total} tokens in all (review.budget_tokens is its own)`);
   for (const line of await progressNoteLines(status)) out(line);
   if (status.phase === 'AwaitingApproval') {
     const cadenza = cadenzaCommand(address);
-    out(`  waiting for a decision on ${status.headCommit ?? 'the head above'}:`);
+    out(`  waiting for a decision on ${status.watch?.revert ? `the revert ${status.headCommit}` : status.headCommit ?? 'the head above'}:`);
     out(`    ${cadenza} approve ${identifier} --by YOUR-NAME${status.headCommit ? ` --commit ${status.headCommit.slice(0, 12)}` : ''}`);
     out(`    ${cadenza} reject ${identifier} --by YOUR-NAME --feedback "what to change"`);
   }
@@ -117,4 +119,18 @@ export async function list(flags: Flags): Promise<void> {
   } finally {
     await connection.close();
   }
+}
+
+/** The post-merge watch: how often it ran, what it found, and the revert. */
+function watchLines(status: IssueStatus): string[] {
+  const watch = status.watch;
+  if (!watch) return [];
+  const verdict = { passed: 'passed', regression: 'REGRESSION', failing_before: 'failing, and failing before the landing too', null: 'running' }[watch.verdict ?? 'null'];
+  const lines = [`  watch       ${watch.commit}: ${verdict}, ${watch.runs} pass${watch.runs === 1 ? '' : 'es'}${watch.until ? `, until ${new Date(watch.until).toISOString()}` : ''}`];
+  for (const check of [...watch.checks, ...watch.parentChecks]) {
+    lines.push(`    check ${check.name} on ${check.commit.slice(0, 12)}${check.commit === watch.parent ? ' (before the landing)' : ''}: ${check.passed ? 'passed' : 'failed'}, exit ${check.exitCode}, output ${check.output.ref}`);
+  }
+  const revert = watch.revert;
+  if (revert) lines.push(`  revert      ${revert.commit ?? '-'}: ${revert.outcome.replace(/_/g, ' ')}${revert.by ? ` (${revert.by})` : ''}${revert.pullRequest ? ` ${revert.pullRequest.url}` : ''}${revert.conflicts?.length ? ` in ${revert.conflicts.join(', ')}` : ''}`);
+  return lines;
 }

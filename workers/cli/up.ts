@@ -278,10 +278,10 @@ async function poll(run: Watched, connection: Connection, address: string): Prom
     run.closed = true;
     const phase = description.typedSearchAttributes.get(phaseKey);
     if (runStatus === 'COMPLETED') {
-      if (run.last?.phase === 'Done') return; // already shown
+      if (run.last?.phase === 'Done' || run.last?.phase === 'Reverted') return; // already shown
       const result = (await run.handle.result()) as IssueWorkflowResult;
       const rounds = `after ${result.rounds} round${result.rounds === 1 ? '' : 's'}`;
-      const outcome = result.landedCommit ? `landed ${short(result.landedCommit)} ` : result.pullRequest ? `pull request ${result.pullRequest.url} ` : '';
+      const outcome = result.revertCommit ? `landed ${short(result.landedCommit ?? '')}, reverted by ${short(result.revertCommit)} ` : result.landedCommit ? `landed ${short(result.landedCommit)} ` : result.pullRequest ? `pull request ${result.pullRequest.url} ` : '';
       out(`${label}${from}${result.phase} (${outcome}${rounds})`);
     } else if (runStatus === 'FAILED') {
       if (run.last?.phase === 'Failed') return;
@@ -338,6 +338,10 @@ function phaseNote(status: IssueStatus, identifier: string, address: string): st
     case 'Done':
       if (status.pullRequest) return ` (pull request ${status.pullRequest.url})`;
       return status.landedCommit ? ` (landed ${short(status.landedCommit)})` : '';
+    case 'Watching':
+      return status.watch ? ` (${status.watch.commit.slice(0, 12)}: pass ${status.watch.runs + 1})` : '';
+    case 'Reverted':
+      return status.watch?.revert?.commit ? ` (reverted by ${short(status.watch.revert.commit)})` : '';
     case 'Failed':
       return ` (${oneLine(status.lastError, 160)})`;
     default:
