@@ -239,7 +239,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
   });
   setHandler(approveLandingUpdate, (decision) => {
     pending = { kind: 'approved', by: decision.by, text: decision.comment, ...(status.headCommit ? { commit: status.headCommit } : {}) };
-    return `landing of ${status.headCommit ?? 'the work'} approved by ${decision.by}`;
+    return status.watch?.revert ? `revert ${status.headCommit} of ${status.watch.commit} approved by ${decision.by}` : `landing of ${status.headCommit ?? 'the work'} approved by ${decision.by}`;
   }, {
     validator: (decision) => {
       const problem = invalidDecision('approveLanding', decision);
@@ -251,7 +251,7 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
   });
   setHandler(rejectLandingUpdate, (decision) => {
     pending = { kind: 'rejected', by: decision.by, text: decision.feedback };
-    return `landing rejected by ${decision.by}; another round starts with the feedback`;
+    return status.watch?.revert ? `revert declined by ${decision.by}; the landing stays` : `landing rejected by ${decision.by}; another round starts with the feedback`;
   }, {
     validator: (decision) => {
       const problem = invalidDecision('rejectLanding', decision);
