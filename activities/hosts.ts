@@ -5,8 +5,11 @@
  * may go to another worker. From then on the run's sandbox steps go to that host's queue.
  */
 import { ApplicationFailure } from '@temporalio/activity';
+import { WorkflowNotFoundError } from '@temporalio/client';
 import type { ContractSettings } from '../lib/contract/index.ts';
+import { removeSandbox } from '../lib/sandbox/container.ts';
 import { HOST_LABEL, WORKFLOW_LABEL } from '../lib/sandbox/names.ts';
+import { statusQuery } from '../workflows/definitions.ts';
 import type { ActivityDeps } from './deps.ts';
 import { runKey } from './run-key.ts';
 
@@ -51,4 +54,41 @@ export function createHostActivities(deps: ActivityDeps) {
   }
 
   return { placeRun };
+}
+
+/**
+ * A host that was lost and came back still holds the sandboxes of runs that moved to another host
+ * meanwhile (or ended there): each counts against its worker.max_sandboxes and holds a workspace.
+ * Removed at the worker's start: a sandbox whose run is closed, gone, or placed on another host.
+ * A run this worker cannot ask about (another namespace, no worker answering its query) is left alone.
+ */
+export async function reclaimSandboxes(deps: Pick<ActivityDeps, 'docker' | 'temporal'>, hostId: string, namespace: string): Promise<string[]> {
+  if (!deps.temporal) return [];
+  const client = await deps.temporal();
+  const { Volumes: volumes } = await deps.docker.listVolumes({ filters: { label: [`${HOST_LABEL}=${hostId}`] } });
+  const reclaimed: string[] = [];
+  for (const volume of volumes ?? []) {
+    const key = volume.Labels?.[WORKFLOW_LABEL];
+    if (!key) continue;
+    // Keys are `<namespace>:<workflow id>`; runs from before project ids are keyed by the workflow id alone.
+    const cut = key.indexOf(':');
+    if (cut >= 0 && key.slice(0, cut) !== namespace) continue;
+    const handle = client.workflow.getHandle(key.slice(cut + 1));
+    let why: string | null = null;
+    try {
+      const description = await handle.describe();
+      if (description.status.name !== 'RUNNING') why = `its run is ${description.status.name.toLowerCase()}`;
+      else {
+        const { host } = await handle.query(statusQuery);
+        if (host && host !== hostId) why = `its run moved to host ${host}`;
+      }
+    } catch (error) {
+      if (error instanceof WorkflowNotFoundError) why = 'its run is gone';
+      else continue;
+    }
+    if (!why) continue;
+    await removeSandbox(deps.docker, key);
+    reclaimed.push(`${key.slice(cut + 1)} (${why})`);
+  }
+  return reclaimed;
 }

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 import type { Connection } from '@temporalio/client';
 import { Runtime, Worker, makeTelemetryFilterString, type NativeConnection, type Logger, type WorkflowBundle } from '@temporalio/worker';
+import { reclaimSandboxes } from '../activities/hosts.ts';
 import { createActivities, type ActivityDeps } from '../activities/index.ts';
 import { clientOf, connectClient, connectWorker, plaintextSettings, temporalSettings, type TemporalSettings } from '../client/connection.ts';
 import { ensureSearchAttributes } from '../client/search-attributes.ts';
@@ -194,8 +195,13 @@ export async function createCadenzaWorker(options: CadenzaWorkerOptions): Promis
     version: versionInfo,
     searchAttributesAdded,
     async run() {
+      // A host back from being lost removes the sandboxes of runs that moved away meanwhile (once the
+      // workers run, so the queries about those runs can be answered here too).
+      const reclaiming = reclaimSandboxes(deps, host.id, namespace).then((reclaimed) => {
+        if (reclaimed.length) deps.log?.(`host ${host.id} removed the sandboxes of ${reclaimed.join(', ')}`);
+      }, (error: unknown) => deps.log?.(`host ${host.id} could not look for sandboxes of runs that moved away: ${(error as Error).message}`));
       // One stopping (a fatal error or a signal) stops the other.
-      await Promise.all([shared.run().finally(shutdown), local.run().finally(shutdown)]);
+      await Promise.all([shared.run().finally(shutdown), local.run().finally(shutdown), reclaiming]);
     },
     runUntil: (body) => shared.runUntil(() => local.runUntil(body)),
     shutdown,

@@ -13,6 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vi
 import { approve } from '../../client/issues.ts';
 import { dockerClient } from '../../infra/docker.ts';
 import { startS3Server, type S3Server } from '../../infra/s3.ts';
+import { HOST_LABEL } from '../../lib/sandbox/names.ts';
 import type { ScriptTurn } from '../../lib/scripted-model/index.ts';
 import { statusQuery, WORKPAD_MARKER, type IssueStatus, type Timing } from '../../workflows/definitions.ts';
 import { hostIdFor } from '../../workers/worker.ts';
@@ -77,15 +78,19 @@ describe('a worker host is lost', () => {
     await world.addIssue({ identifier: id, title }, script(`lost${name}`));
     const stateA = path.join(world.root, 'host-a');
     const requestLog = path.join(world.root, 'model-requests.jsonl');
-    const hostA = await startWorkerProcess({
-      temporalAddress: inject('temporalAddress'), taskQueue: world.taskQueue, stateDir: stateA, scriptsDir: world.scripts, requestLog,
-      env: { DOCKER_HOST: engine.host, ...shared },
-    });
-    workers.push(hostA);
+    const startHostA = async () => {
+      const worker = await startWorkerProcess({
+        temporalAddress: inject('temporalAddress'), taskQueue: world.taskQueue, stateDir: stateA, scriptsDir: world.scripts, requestLog,
+        env: { DOCKER_HOST: engine.host, ...shared },
+      });
+      workers.push(worker);
+      return worker;
+    };
+    const hostA = await startHostA();
     const handle = await world.start(id, TIMING);
     const requests = () => (existsSync(requestLog) ? readFileSync(requestLog, 'utf8').split('\n').filter((line) => line.includes(id)).length : 0);
     const status = () => handle.query(statusQuery) as Promise<IssueStatus>;
-    return { world, id, title, handle, hostA, hostAId: hostIdFor(stateA), requests, status };
+    return { world, id, title, handle, hostA, hostAId: hostIdFor(stateA), requests, status, startHostA };
   }
 
   /** Host A gone: its worker SIGKILLed and its Docker engine with it. */
@@ -108,6 +113,16 @@ describe('a worker host is lost', () => {
       const [workpad] = (await run.world.tracker.listComments(run.id)).filter((comment) => comment.body.startsWith(WORKPAD_MARKER));
       expect(workpad!.body).toContain(`Host ${run.hostAId} took no step for 4 s (the agent session): the run moved to host ${status.host}`);
       expect(await sh(run.world.remote, 'git show main:src/lostsession.js')).toContain('lostsession');
+
+      // Host A comes back (its engine, then its worker): the sandbox it kept for the run that moved is removed.
+      await engine.start();
+      const left = await engine.docker.listVolumes();
+      expect((left.Volumes ?? []).filter((volume) => volume.Labels?.[HOST_LABEL] === run.hostAId)).toHaveLength(1);
+      await run.startHostA();
+      await waitUntil(async () => {
+        const [containers, volumes] = await Promise.all([engine.docker.listContainers({ all: true }), engine.docker.listVolumes()]);
+        return containers.length === 0 && !(volumes.Volumes ?? []).some((volume) => volume.Labels?.[HOST_LABEL] === run.hostAId);
+      }, 'host A removed the sandbox of the run that moved away', 60_000);
     });
   }, 300_000);
 
