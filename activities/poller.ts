@@ -7,7 +7,7 @@ import { ApplicationFailure } from '@temporalio/activity';
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
 import { ContractError, loadContract, type Contract } from '../lib/contract/index.ts';
 import { ineligibility, planDispatch, type RunningIssue } from '../lib/dispatch.ts';
-import { findIssueRun, startIssue, statusOf } from '../client/issues.ts';
+import { commentsForNewRun, findIssueRun, startIssue, statusOf } from '../client/issues.ts';
 import { TrackerError, type Issue } from '../lib/tracker/types.ts';
 import { HISTORY_CAPS, issueWorkflowId, legacyIssueWorkflowId, statusQuery, trackerUpdateSignal, WORKPAD_MARKER, type Timing } from '../workflows/definitions.ts';
 import type { ActivityDeps } from './deps.ts';
@@ -165,7 +165,7 @@ export function createPollerActivities(deps: ActivityDeps) {
         continue;
       }
       try {
-        await startIssue(client, { issue, contract, taskQueue: input.taskQueue, timing: input.timing, again: restartable.has(issue.identifier) });
+        await startIssue(client, { issue, contract, taskQueue: input.taskQueue, timing: input.timing, again: restartable.has(issue.identifier), comments: await commentsForNewRun(tracker, issue.id) });
         summary.started.push(issue.identifier);
       } catch (error) {
         if (error instanceof WorkflowExecutionAlreadyStartedError) continue;

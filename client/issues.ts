@@ -1,9 +1,11 @@
 /** Client-side operations on issue workflows, shared by the CLI, the poller and tests. */
 import { WorkflowIdReusePolicy, WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
 import type { CadenzaConfig, Contract } from '../lib/contract/index.ts';
-import type { Issue } from '../lib/tracker/types.ts';
+import type { Issue, TrackerAdapter } from '../lib/tracker/types.ts';
 import {
+  HISTORY_CAPS,
   TASK_QUEUE,
+  WORKPAD_MARKER,
   approveLandingUpdate,
   issueKey,
   issueWorkflowId,
@@ -24,6 +26,29 @@ export interface StartIssueOptions {
   timing?: Timing;
   /** Start a new run even if an earlier run of this issue has closed. */
   again?: boolean;
+  /** What people (and an earlier run's watch) said on the issue so far: round 1's prompt carries it. */
+  comments?: IssueComment[];
+}
+
+export interface IssueComment {
+  id: string;
+  author: string;
+  body: string;
+}
+
+/**
+ * The issue's comments but Cadenza's workpad, for a new run to start with (a reopened issue's comments
+ * say why it was reopened). A tracker that cannot answer now gives none: the first poll delivers them.
+ */
+export async function commentsForNewRun(tracker: Pick<TrackerAdapter, 'listComments'>, issueId: string): Promise<IssueComment[]> {
+  try {
+    return (await tracker.listComments(issueId))
+      .filter((comment) => !comment.body.startsWith(WORKPAD_MARKER))
+      .slice(-HISTORY_CAPS.comments)
+      .map(({ id, author, body }) => ({ id, author, body: body.slice(0, HISTORY_CAPS.commentChars + 200) }));
+  } catch {
+    return [];
+  }
 }
 
 /**
@@ -39,7 +64,7 @@ export async function startIssue(client: Client, options: StartIssueOptions): Pr
   return client.workflow.start<typeof issueWorkflow>('issueWorkflow', {
     workflowId,
     taskQueue: options.taskQueue ?? TASK_QUEUE,
-    args: [{ issue, contract, timing: options.timing }],
+    args: [{ issue, contract, timing: options.timing, ...(options.comments?.length ? { comments: options.comments } : {}) }],
     workflowIdConflictPolicy: 'USE_EXISTING',
     workflowIdReusePolicy: options.again ? WorkflowIdReusePolicy.ALLOW_DUPLICATE : WorkflowIdReusePolicy.REJECT_DUPLICATE,
     typedSearchAttributes: [

@@ -328,6 +328,8 @@ export interface IssueWorkflowInput {
   /** The validated contract this run keeps for its whole life. Secrets are references only. */
   contract: Contract;
   timing?: Timing;
+  /** The issue's comments when the run started (absent in runs from before): round 1's prompt carries them. */
+  comments?: Array<{ id: string; author: string; body: string }>;
   /** Set only on a continuation: where the previous run of this workflow left off. */
   carried?: CarriedState;
 }

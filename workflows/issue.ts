@@ -166,6 +166,15 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
   let pending: IssueStatus['decision'] = null;
   /** Human comments not yet handed to the agent. */
   let undelivered: IssueStatus['comments'] = carried?.undelivered ?? [];
+  // What was said on the issue before the run started (why a reopened issue was reopened): round 1 gets it.
+  if (!carried && input.comments?.length) {
+    const cap = (body: string) => (body.length > HISTORY_CAPS.commentChars ? `${body.slice(0, HISTORY_CAPS.commentChars)} [... cut; the whole comment is on the issue]` : body);
+    const kept = input.comments.slice(-HISTORY_CAPS.comments).map(({ id, author, body }) => ({ id, author, body: cap(body) }));
+    status.comments = kept;
+    undelivered = [...kept];
+    status.commentCount = input.comments.length;
+    status.seenCommentIds = input.comments.map((comment) => comment.id).slice(-HISTORY_CAPS.seenCommentIds);
+  }
   /** The scope of the running agent session, cancelled when the issue leaves the active states. */
   let agentScope: CancellationScope | null = null;
   const lower = (values: string[]) => values.map((value) => value.toLowerCase());

@@ -6,7 +6,7 @@
  * schedule runs again on durable timers until its window ends.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { approve } from '../../client/issues.ts';
+import { approve, statusOf } from '../../client/issues.ts';
 import { WORKPAD_MARKER, statusQuery, type IssueStatus } from '../../workflows/definitions.ts';
 import { startFakeGitHub, type FakeGitHub } from '../fakes/github-server.ts';
 import { World, sh } from '../helpers/world.ts';
@@ -15,6 +15,19 @@ import { SHOUT, finish, write } from '../fixtures/scripts.ts';
 /** A check the proof does not run: no TODO markers may reach the target's sources. */
 const NO_TODO = '{ name: no-todo, run: "! grep -rn TODO src", timeout_ms: 60000 }';
 const SHOUT_WITH_TODO = "export function shout(text) {\n  // TODO: empty text\n  return `${text.toUpperCase()}!`;\n}\n";
+
+/** Starts the issue, approves its landing, and waits until the watch's revert awaits approval. */
+async function landAndAwaitRevert(world: World, id: string): Promise<{ handle: Awaited<ReturnType<World['start']>>; waiting: IssueStatus }> {
+  const handle = await world.start(id);
+  await world.waitForPhase(handle, 'AwaitingApproval');
+  await approve(handle, 'alice');
+  let waiting!: IssueStatus;
+  await world.waitUntil(async () => {
+    waiting = await handle.query(statusQuery);
+    return waiting.phase === 'AwaitingApproval' && waiting.watch?.revert?.outcome === 'awaiting_approval';
+  }, 'the revert awaits approval', 180_000);
+  return { handle, waiting };
+}
 
 describe('the post-merge watch on the real server, engine and git', () => {
   let world: World;
@@ -35,16 +48,8 @@ describe('the post-merge watch on the real server, engine and git', () => {
       finish('Added shout() with a test.'),
     ]);
     await world.run(async () => {
-      const handle = await world.start(id);
-      await world.waitForPhase(handle, 'AwaitingApproval');
-      await approve(handle, 'alice');
-
+      const { handle, waiting } = await landAndAwaitRevert(world, id);
       // The landing stands on main; the watch found what the proof never ran, and a revert waits for a person.
-      let waiting!: IssueStatus;
-      await world.waitUntil(async () => {
-        waiting = await handle.query(statusQuery);
-        return waiting.phase === 'AwaitingApproval' && waiting.watch?.revert?.outcome === 'awaiting_approval';
-      }, 'the revert awaits approval', 180_000);
       const landed = waiting.landedCommit!;
       const before = await sh(world.remote, `git rev-parse ${landed}^1`);
       expect(await sh(world.remote, 'git rev-parse main')).toBe(landed);
@@ -88,6 +93,16 @@ describe('the post-merge watch on the real server, engine and git', () => {
       expect(await workpad(id)).toContain(`Reverted \`${landed.slice(0, 12)}\` on \`main\` as \`${revert}\`, approved by bob.`);
       expect(await workpad(id)).toContain('**Phase:** Reverted');
       await world.recordHistory(handle, 'watch-regression-reverted');
+
+      // The poller starts the reopened issue again, and the new run's first round is told why.
+      await world.schedulePolls();
+      const next = world.handle(id);
+      await world.waitUntil(async () => (await statusOf(next)) === 'RUNNING', 'the poller started a new run of the reopened issue', 60_000);
+      await world.waitUntil(async () => world.modelRequests.some((request) => request.identifier === id && request.lastUserMessage?.includes('post-merge watch found a regression')), "the new run's first round carries the evidence", 120_000);
+      const again = await next.query(statusQuery);
+      expect(again.round).toBe(1);
+      expect(again.comments.map((comment) => comment.body)).toContainEqual(expect.stringContaining(`\`no-todo\` fails on \`${landed}\``));
+      await next.cancel();
     });
   });
 
@@ -176,14 +191,7 @@ describe('a revert by pull request', () => {
       finish('Added shout().'),
     ]);
     await world.run(async () => {
-      const handle = await world.start(id);
-      await world.waitForPhase(handle, 'AwaitingApproval');
-      await approve(handle, 'alice');
-      let waiting!: IssueStatus;
-      await world.waitUntil(async () => {
-        waiting = await handle.query(statusQuery);
-        return waiting.phase === 'AwaitingApproval' && Boolean(waiting.watch?.revert);
-      }, 'the revert awaits approval', 180_000);
+      const { handle, waiting } = await landAndAwaitRevert(world, id);
       const revert = waiting.watch!.revert!.commit!;
       expect(github.pullRequests()).toEqual([]);
       await approve(handle, 'bob', undefined, revert);

@@ -1,7 +1,7 @@
 /** `cadenza start`: starts one issue's run by hand. */
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { InfraError } from '../../infra/log.ts';
-import { startIssue } from '../../client/issues.ts';
+import { commentsForNewRun, startIssue } from '../../client/issues.ts';
 import { createTrackerFactory } from '../../lib/tracker/index.ts';
 import { addressOf, connect, contractFrom, defaultWorkflowFile, out, type Flags } from './common.ts';
 
@@ -15,7 +15,7 @@ export async function startOne(flags: Flags, identifier: string): Promise<void> 
   if (!issue) throw new InfraError(`the tracker has no issue ${identifier}.`, 'check the identifier (cadenza status lists the runs).');
   const { client, connection } = await connect(addressOf(flags));
   try {
-    const handle = await startIssue(client, { issue, contract, again: Boolean(flags.again) });
+    const handle = await startIssue(client, { issue, contract, again: Boolean(flags.again), comments: await commentsForNewRun(tracker, issue.id) });
     out(`${identifier}: ${handle.workflowId} is running`);
   } catch (error) {
     if (error instanceof WorkflowExecutionAlreadyStartedError) {
