@@ -131,12 +131,13 @@ describe('the post-merge watch on the real server, engine and git', () => {
 describe('a watch on a schedule', () => {
   let world: World;
   beforeAll(async () => {
-    world = await World.create({ extraContract: `watch:\n  commands:\n    - ${NO_TODO}\n  every_ms: 1000\n  window_ms: 12000` });
+    world = await World.create({ extraContract: `agent: { max_turns: 12, max_concurrent_agents: 1 }\nwatch:\n  commands:\n    - ${NO_TODO}\n  every_ms: 1000\n  window_ms: 20000` });
   });
   afterAll(async () => world?.close());
 
-  it('runs the checks again on durable timers until its window ends, then the run is Done', async () => {
+  it('runs the checks again on durable timers until its window ends, then the run is Done; a watching run holds no agent slot', async () => {
     const id = world.id('sched');
+    const next = world.id('next');
     await world.addIssue({ identifier: id, title: 'Add shout' }, SHOUT);
     await world.run(async () => {
       const handle = await world.start(id);
@@ -149,13 +150,19 @@ describe('a watch on a schedule', () => {
       }, 'the first watch pass', 120_000);
       expect((await handle.query(statusQuery)).sandbox).toBeNull();
       await expect(world.docker.getContainer(sandbox!).inspect()).rejects.toMatchObject({ statusCode: 404 });
+
+      // With max_concurrent_agents 1, the poller starts the next issue while this run only watches.
+      await world.addIssue({ identifier: next, title: 'Add shout again' }, SHOUT);
+      await world.schedulePolls();
+      await world.waitUntil(async () => (await statusOf(world.handle(next))) === 'RUNNING', 'the poller started the next issue', 60_000);
+      expect((await handle.query(statusQuery)).phase).toBe('Watching');
       const result = await handle.result();
       expect(result.phase).toBe('Done');
       const status = await handle.query(statusQuery);
       expect(status.watch!.verdict).toBe('passed');
       expect(status.watch!.runs).toBeGreaterThanOrEqual(2);
       const pad = (await world.tracker.listComments(id)).find((comment) => comment.body.startsWith(WORKPAD_MARKER))!.body;
-      expect(pad).toContain(`Watching \`${result.landedCommit!.slice(0, 12)}\` on \`main\`: \`no-todo\`, every 1 s for 12 s.`);
+      expect(pad).toContain(`Watching \`${result.landedCommit!.slice(0, 12)}\` on \`main\`: \`no-todo\`, every 1 s for 20 s.`);
       expect(pad).toContain(`Watch passed: \`no-todo\` passed on \`${result.landedCommit!.slice(0, 12)}\` ${status.watch!.runs} times; the watch is over.`);
       // The durable timers are in the history, one between passes.
       const timers = (await handle.fetchHistory()).events!.filter((event) => Number(event.timerStartedEventAttributes?.startToFireTimeout?.seconds) === 1);
