@@ -1,8 +1,9 @@
 import { describe, it, expect } from 'vitest';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ContractError, parseContract, renderPrompt, resolveSecret, type Contract } from '../../lib/contract/index.ts';
+import { parseContract, renderPrompt, resolveSecret, type Contract } from '../../lib/contract/index.ts';
 import { DEFAULT_PROTECTED_PATHS } from '../../lib/proof/integrity.ts';
+import { catchContractError } from '../helpers/contract-error.ts';
 
 const FILE = '/proj/WORKFLOW.md';
 
@@ -20,15 +21,7 @@ function withRepo(yaml: string, env: NodeJS.ProcessEnv = {}): Contract {
   return parse(`repo:\n  url: ./repo\n${yaml}`, env);
 }
 
-function catchError(fn: () => unknown): ContractError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ContractError);
-    return err as ContractError;
-  }
-  throw new Error('expected a ContractError');
-}
+const catchError = catchContractError;
 
 describe('config defaults', () => {
   it('fills every default', () => {

@@ -6,11 +6,12 @@ import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ContractError, parseContract } from '../../lib/contract/index.ts';
+import { parseContract } from '../../lib/contract/index.ts';
 import { RepoMirror } from '../../lib/git.ts';
 import { FULL_ROUNDS, appendEntry, checkOutputTail, noteExcerpt, primeWithNote, renderEntry } from '../../lib/progress-note.ts';
 import { ReviewToolError, parseSubmission, runReviewTool } from '../../lib/review.ts';
 import { run } from '../../infra/process.ts';
+import { catchContractError } from '../helpers/contract-error.ts';
 
 async function sh(cwd: string, command: string): Promise<void> {
   const result = await run('sh', ['-c', command], { cwd });
@@ -20,15 +21,7 @@ async function sh(cwd: string, command: string): Promise<void> {
 const contract = (yaml: string) =>
   parseContract(`---\nrepo: { url: ./repo }\nmodel: { name: gpt-test, max_output_tokens: 2048 }\nproof: { commands: [{ name: tests, run: npm test }] }\n${yaml}\n---\nWork.`, '/proj/WORKFLOW.md', {});
 
-function contractError(yaml: string): ContractError {
-  try {
-    contract(yaml);
-  } catch (error) {
-    expect(error).toBeInstanceOf(ContractError);
-    return error as ContractError;
-  }
-  throw new Error('expected a ContractError');
-}
+const contractError = (yaml: string) => catchContractError(() => contract(yaml));
 
 describe('review: in WORKFLOW.md', () => {
   it('is absent without a review: section, and review: {} is a reviewer with the defaults', () => {

@@ -6,9 +6,10 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ContractError, parseContract } from '../../lib/contract/index.ts';
+import { parseContract } from '../../lib/contract/index.ts';
 import { RepoMirror } from '../../lib/git.ts';
 import { run } from '../../infra/process.ts';
+import { catchContractError } from '../helpers/contract-error.ts';
 
 async function sh(cwd: string, command: string): Promise<string> {
   const result = await run('sh', ['-c', command], { cwd });
@@ -19,15 +20,7 @@ async function sh(cwd: string, command: string): Promise<string> {
 const contract = (yaml: string, env: NodeJS.ProcessEnv = {}) =>
   parseContract(`---\nrepo: { url: ./repo }\nproof: { commands: [{ name: tests, run: npm test }] }\n${yaml}\n---\nWork.`, '/proj/WORKFLOW.md', env);
 
-function contractError(yaml: string, env: NodeJS.ProcessEnv = {}): ContractError {
-  try {
-    contract(yaml, env);
-  } catch (error) {
-    expect(error).toBeInstanceOf(ContractError);
-    return error as ContractError;
-  }
-  throw new Error('expected a ContractError');
-}
+const contractError = (yaml: string, env: NodeJS.ProcessEnv = {}) => catchContractError(() => contract(yaml, env));
 
 describe('watch: in WORKFLOW.md', () => {
   it('is absent without a watch: section; with commands it runs them once and reverts by commit into the first active state', () => {
