@@ -2,9 +2,10 @@ import { describe, it, expect, afterAll } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ContractError, loadContract, parseContract, renderPrompt, DEFAULT_PROMPT } from '../../lib/contract/index.ts';
+import { loadContract, parseContract, renderPrompt, DEFAULT_PROMPT } from '../../lib/contract/index.ts';
 import { splitWorkflowFile } from '../../lib/contract/workflow-file.ts';
 import type { Issue } from '../../lib/tracker/types.ts';
+import { catchContractError } from '../helpers/contract-error.ts';
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -20,15 +21,7 @@ function writeWorkflow(text: string): string {
   return file;
 }
 
-function catchError(fn: () => unknown): ContractError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ContractError);
-    return err as ContractError;
-  }
-  throw new Error('expected a ContractError');
-}
+const catchError = catchContractError;
 
 const issue: Issue = {
   id: 'id-7',
