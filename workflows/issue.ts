@@ -576,10 +576,12 @@ export async function issueWorkflow(input: IssueWorkflowInput): Promise<IssueWor
     const watch = config.watch!;
     const target = config.landing.targetBranch;
     // The sandbox is done with: removed now, so the host has room while the watch goes on, and a host
-    // lost meanwhile has nothing to rebuild.
-    await acts().removeSandbox({ workflowId, contract: settings });
-    status.sandbox = null;
+    // lost meanwhile has nothing to rebuild (a lost host's sandbox is left to it, as at the end of a run).
     lastHead = '';
+    await acts().removeSandbox({ workflowId, contract: settings }).catch((error: unknown) => {
+      if (!hostLost(error)) throw error;
+    });
+    status.sandbox = null;
     const startedAt = Date.now();
     const state: WatchStatus = { commit: landedCommit, runs: 0, verdict: null, checks: [], parentChecks: [], ...(watch.everyMs ? { until: startedAt + watch.windowMs } : {}) };
     status.watch = state;
