@@ -94,11 +94,10 @@ export function createPollerActivities(deps: ActivityDeps) {
         const watching = Boolean(status.watch);
         if (watching) watchingRuns.add(issue.identifier);
         if (terminal.has(issue.state.toLowerCase())) {
-          // A run that landed moved its own issue to done and is only cleaning up: it keeps its slot.
-          if (watching) {
-            // Not cancelled: the landing stands and its watch goes on.
-          } else if (status.landedCommit || status.phase === 'Landing' || status.phase === 'Done') {
-            running.push({ identifier: issue.identifier, state: issue.state });
+          // A run that landed moved its own issue to done and is only cleaning up: it keeps its slot. A
+          // watching run is not cancelled either: the landing stands and its watch goes on.
+          if (status.landedCommit || status.phase === 'Landing' || status.phase === 'Done') {
+            if (!watching) running.push({ identifier: issue.identifier, state: issue.state });
           } else {
             await handle.cancel();
             summary.cancelled.push(issue.identifier);

@@ -87,12 +87,12 @@ function wrongCommit(commit: string | undefined, head: string | null | undefined
   return `approveLanding names commit ${commit}, but the head awaiting approval is ${head}; look at that proof and approve it by its id`;
 }
 
-/** The innermost message: "Activity task failed" says less than what made the activity fail. */
 /** A step its host's queue never started: the host's worker is gone (schedule-to-start timeout). */
 function hostLost(error: unknown): boolean {
   return error instanceof ActivityFailure && error.cause instanceof TimeoutFailure && error.cause.timeoutType === 'SCHEDULE_TO_START';
 }
 
+/** The innermost message: "Activity task failed" says less than what made the activity fail. */
 function rootMessage(error: unknown): string {
   let current = error as { message?: string; cause?: unknown } | undefined;
   while (current?.cause) current = current.cause as { message?: string; cause?: unknown };
